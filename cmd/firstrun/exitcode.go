@@ -1,0 +1,41 @@
+package main
+
+import "errors"
+
+// Exit codes, documented in README.md ("Exit codes"). Each failure class has its own.
+const (
+	exitOK       = 0 // everything done (or, with --dry-run, planned)
+	exitInternal = 1 // a bug or an unexpected failure
+	exitInput    = 2 // the inputs are invalid: nothing was written
+	exitUsage    = 3 // unknown flag, stray argument, bad flag value
+	exitApply    = 4 // the host's files could not be read or written
+)
+
+// exitError carries the exit code of a failure.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// withCode tags err with an exit code.
+func withCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: code, err: err}
+}
+
+// codeOf returns the exit code err carries, exitInternal for an untagged error.
+func codeOf(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var e *exitError
+	if errors.As(err, &e) {
+		return e.code
+	}
+	return exitInternal
+}

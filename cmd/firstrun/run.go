@@ -1,0 +1,296 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/firstrun/firstrun/internal/awslogs"
+	"github.com/firstrun/firstrun/internal/ecsconfig"
+	"github.com/firstrun/firstrun/internal/files"
+	"github.com/firstrun/firstrun/internal/hostpath"
+	"github.com/firstrun/firstrun/internal/inputs"
+	"github.com/firstrun/firstrun/internal/logging"
+	"github.com/firstrun/firstrun/internal/proxy"
+	"github.com/firstrun/firstrun/internal/redact"
+	"github.com/firstrun/firstrun/internal/state"
+)
+
+// options are the command line flags.
+type options struct {
+	root      string
+	envFile   string
+	dryRun    bool
+	logFormat string
+}
+
+const usageText = `Usage: firstrun [flags]
+
+Configures this ECS container instance: writes /etc/ecs/ecs.config, the proxy settings
+of docker, the ECS agent and the log agent, and the log agent's configuration, changing
+only what differs. Inputs come from the environment and the env file; the environment
+wins.
+
+Flags:
+`
+
+// run is main without the exit: it parses args, runs the phases and returns the exit
+// code. env holds KEY=value strings, as os.Environ returns them.
+func run(args, env []string, stdout, stderr io.Writer) int {
+	opts, code, done := parseFlags(args, stdout, stderr)
+	if done {
+		return code
+	}
+	log, err := logging.New(stderr, opts.logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "firstrun: %v\n", err)
+		return exitUsage
+	}
+	defer log.Sync() //nolint:errcheck // stderr cannot be synced on every system
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	j := &job{opts: opts, env: env, root: hostpath.Root(opts.root), stdout: stdout}
+	start := time.Now()
+	log.Info("firstrun starting", zap.String("version", version), zap.String("root", opts.root), zap.Bool("dry_run", opts.dryRun))
+	for _, p := range j.phases() {
+		plog := log.With(zap.String("phase", p.name))
+		t0 := time.Now()
+		if err := p.run(ctx, plog); err != nil {
+			plog.Error("phase failed", zap.Duration("duration", time.Since(t0)), zap.Error(err))
+			code := codeOf(err)
+			log.Error("firstrun failed", zap.Int("exit_code", code), zap.Duration("duration", time.Since(start)))
+			return code
+		}
+		plog.Info("phase done", zap.Duration("duration", time.Since(t0)))
+	}
+	log.Info("firstrun done", zap.Duration("duration", time.Since(start)))
+	return exitOK
+}
+
+// parseFlags returns the options, or the exit code when the run ends here (help,
+// version, usage error).
+func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
+	var o options
+	var showVersion bool
+	fsFlags := flag.NewFlagSet("firstrun", flag.ContinueOnError)
+	fsFlags.SetOutput(io.Discard)
+	fsFlags.StringVar(&o.root, "root", "/", "filesystem root to configure (tests and image builds use another)")
+	fsFlags.StringVar(&o.envFile, "env-file", "", "env file of KEY=value lines (default "+hostpath.EnvFile+" under --root, if it exists)")
+	fsFlags.BoolVar(&o.dryRun, "dry-run", false, "print a unified diff of what would change, and change nothing")
+	fsFlags.StringVar(&o.logFormat, "log-format", logging.Console, "log format on stderr: console or json")
+	fsFlags.BoolVar(&showVersion, "version", false, "print the version and exit")
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, usageText)
+		fsFlags.SetOutput(w)
+		fsFlags.PrintDefaults()
+		fsFlags.SetOutput(io.Discard)
+		fmt.Fprint(w, "\nInputs (environment or env file):\n")
+		if err := inputs.Usage(w); err != nil {
+			fmt.Fprintf(w, "  (cannot list inputs: %v)\n", err)
+		}
+		fmt.Fprint(w, "  ECS_*\n      Any other ECS agent setting, written to ecs.config as given.\n")
+		fmt.Fprint(w, "\nExit codes: 0 done, 1 internal error, 2 invalid input (nothing written), 3 usage error, 4 files could not be written.\n")
+	}
+	err := fsFlags.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		usage(stdout)
+		return o, exitOK, true
+	case err != nil:
+		fmt.Fprintf(stderr, "firstrun: %v\nRun 'firstrun --help' for usage.\n", err)
+		return o, exitUsage, true
+	case fsFlags.NArg() > 0:
+		fmt.Fprintf(stderr, "firstrun: unexpected argument %q: firstrun takes flags only\nRun 'firstrun --help' for usage.\n", fsFlags.Arg(0))
+		return o, exitUsage, true
+	case showVersion:
+		fmt.Fprintf(stdout, "firstrun %s\n", version)
+		return o, exitOK, true
+	case o.logFormat != logging.Console && o.logFormat != logging.JSON:
+		fmt.Fprintf(stderr, "firstrun: --log-format %q: want console or json\n", o.logFormat)
+		return o, exitUsage, true
+	case o.root == "":
+		fmt.Fprintf(stderr, "firstrun: --root must not be empty\n")
+		return o, exitUsage, true
+	}
+	return o, exitOK, false
+}
+
+// phase is one step of a run, with its own log lines and duration. Services, health,
+// IMDS discovery and the CloudFormation signal join this list as phases of their own.
+type phase struct {
+	name string
+	run  func(ctx context.Context, log *zap.Logger) error
+}
+
+// job carries one run's data from phase to phase.
+type job struct {
+	opts   options
+	env    []string
+	root   hostpath.Root
+	stdout io.Writer
+
+	cfg     inputs.Config
+	prev    state.State // what earlier runs owned
+	want    []files.File
+	owned   state.State // what this run owns
+	writer  *files.Writer
+	changes []files.Change
+}
+
+func (j *job) phases() []phase {
+	return []phase{
+		{"resolve", j.resolve},
+		{"render", j.render},
+		{"apply", j.apply},
+	}
+}
+
+// resolve reads the env file, the environment and the host's probes and the state
+// file, and validates every input: all problems at once, before anything is written.
+func (j *job) resolve(_ context.Context, log *zap.Logger) error {
+	name, data, err := j.readEnvFile()
+	if err != nil {
+		return withCode(exitInput, err)
+	}
+	raw, problems := inputs.Resolve(j.env, name, data)
+	probe := inputs.Probe{
+		CloudWatchAgent: exists(j.root.Join(hostpath.CloudWatchAgentBinary)),
+		Awslogs:         exists(j.root.Join(hostpath.AwslogsDir)),
+	}
+	cfg, err := inputs.Validate(raw, probe)
+	var report inputs.Report
+	if errors.As(err, &report) {
+		problems = append(problems, report...)
+	} else if err != nil {
+		return err
+	}
+	if len(problems) > 0 {
+		return withCode(exitInput, inputs.Report(problems))
+	}
+	j.cfg = cfg
+	for _, k := range sortedKeys(raw.Values) {
+		log.Info("input", zap.String("name", k), zap.String("value", redact.Value(k, raw.Values[k])), zap.String("source", string(raw.Sources[k])))
+	}
+	log.Info("log agent", zap.String("agent", string(cfg.LogAgent)), zap.Bool("cloudwatch_agent_installed", probe.CloudWatchAgent), zap.Bool("awslogs_installed", probe.Awslogs))
+
+	prev, err := j.readState()
+	if err != nil {
+		return withCode(exitApply, err)
+	}
+	j.prev = prev
+	return nil
+}
+
+// readEnvFile returns the env file's name and content; nil content when the default
+// file does not exist. An env file named with --env-file must exist.
+func (j *job) readEnvFile() (string, []byte, error) {
+	name := j.opts.envFile
+	explicit := name != ""
+	if !explicit {
+		name = j.root.Join(hostpath.EnvFile)
+	}
+	data, err := os.ReadFile(name)
+	switch {
+	case err == nil:
+		if data == nil {
+			data = []byte{}
+		}
+		return name, data, nil
+	case errors.Is(err, fs.ErrNotExist) && !explicit:
+		return name, nil, nil
+	default:
+		return name, nil, fmt.Errorf("env file: %w", err)
+	}
+}
+
+func (j *job) readState() (state.State, error) {
+	p := j.root.Join(hostpath.StateFile)
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return state.New(nil, nil), nil
+	}
+	if err != nil {
+		return state.State{}, fmt.Errorf("reading state: %w", err)
+	}
+	s, err := state.Parse(data)
+	if err != nil {
+		return state.State{}, fmt.Errorf("%w (remove %s to start afresh)", err, p)
+	}
+	return s, nil
+}
+
+// render asks every renderer for its files. It touches nothing.
+func (j *job) render(_ context.Context, log *zap.Logger) error {
+	ecsFile, ecsKeys := ecsconfig.Render(j.cfg, j.prev.ECSConfigKeys)
+	j.want = append([]files.File{ecsFile}, proxy.Render(j.cfg)...)
+	j.want = append(j.want, awslogs.Render(j.cfg)...)
+	j.owned = state.Owned(j.want, ecsKeys)
+	log.Info("rendered", zap.Int("files", len(j.want)), zap.Bool("proxy", j.cfg.Proxy != nil))
+	return nil
+}
+
+// apply plans the changes and, unless --dry-run, makes them: the state first grows to
+// what both runs own, then the files change, then the state shrinks to this run's.
+func (j *job) apply(_ context.Context, log *zap.Logger) error {
+	j.writer = files.NewWriter(j.root)
+	stale := j.prev.Stale(j.want)
+	final := append(append([]files.File{}, j.want...), j.owned.File())
+	changes, err := j.writer.Plan(final, stale)
+	if err != nil {
+		return withCode(exitApply, err)
+	}
+	j.changes = changes
+	if j.opts.dryRun {
+		n := 0
+		for _, c := range changes {
+			if d := files.Diff(c); d != "" {
+				fmt.Fprint(j.stdout, d)
+				n++
+			}
+		}
+		log.Info("dry run: nothing written", zap.Int("would_change", n))
+		return nil
+	}
+	if union := state.Union(j.prev, j.owned); !union.Equal(j.prev) && !union.Equal(j.owned) {
+		pre, err := j.writer.Plan([]files.File{union.File()}, nil)
+		if err == nil {
+			err = j.writer.Apply(pre)
+		}
+		if err != nil {
+			return withCode(exitApply, err)
+		}
+	}
+	if err := j.writer.Apply(changes); err != nil {
+		return withCode(exitApply, err)
+	}
+	for _, c := range changes {
+		log.Info("file", zap.String("path", c.Path), zap.String("action", string(c.Action)), zap.String("mode", fmt.Sprintf("%04o", c.Mode)))
+	}
+	return nil
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

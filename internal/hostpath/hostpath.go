@@ -1,0 +1,55 @@
+// Package hostpath names every host path firstrun reads or writes, in one place, and
+// joins them under the filesystem root given with --root.
+//
+// Renderers speak in host paths ("/etc/ecs/ecs.config"); only the file writer and the
+// probes that look at the host turn them into real paths with Root.Join, so the same
+// code runs against "/" in production and against t.TempDir() in tests (the idea of
+// coreos/ignition's --root and util.JoinPath).
+package hostpath
+
+import "path/filepath"
+
+// Host paths, absolute, as they are on the instance.
+const (
+	// EnvFile is firstrun's own optional env file (KEY=value lines).
+	EnvFile = "/etc/firstrun/firstrun.env"
+	// StateFile records which files and ecs.config keys firstrun owns, so that a rerun
+	// can remove what an input no longer asks for.
+	StateFile = "/var/lib/firstrun/state.json"
+
+	// ECSConfig is read by ecs-init and, as an EnvironmentFile, by ecs.service.
+	ECSConfig = "/etc/ecs/ecs.config"
+	// ECSProxyDropIn gives ecs.service (ecs-init) the proxy.
+	ECSProxyDropIn = "/etc/systemd/system/ecs.service.d/http-proxy.conf"
+	// DockerProxyDropIn gives docker.service (dockerd) the proxy.
+	DockerProxyDropIn = "/etc/systemd/system/docker.service.d/http-proxy.conf"
+
+	// CloudWatchAgentDir is where the unified CloudWatch agent package installs.
+	CloudWatchAgentDir = "/opt/aws/amazon-cloudwatch-agent"
+	// CloudWatchAgentBinary tells that the CloudWatch agent is installed.
+	CloudWatchAgentBinary = CloudWatchAgentDir + "/bin/amazon-cloudwatch-agent"
+	// CloudWatchAgentConfig is firstrun's own file in the agent's JSON directory: the
+	// agent's start script translates amazon-cloudwatch-agent.json and every file in
+	// amazon-cloudwatch-agent.d/ (aws/amazon-cloudwatch-agent,
+	// cmd/start-amazon-cloudwatch-agent: --input-dir), so no fetch-config is needed.
+	CloudWatchAgentConfig = CloudWatchAgentDir + "/etc/amazon-cloudwatch-agent.d/firstrun.json"
+	// CloudWatchCommonConfig carries the agent's [proxy] table.
+	CloudWatchCommonConfig = CloudWatchAgentDir + "/etc/common-config.toml"
+
+	// AwslogsDir holds the legacy awslogs agent's configuration (Amazon Linux 2).
+	AwslogsDir = "/etc/awslogs"
+	// AwslogsConfig lists the files awslogs ships.
+	AwslogsConfig = AwslogsDir + "/awslogs.conf"
+	// AwslogsCLIConfig sets the region awslogs sends to.
+	AwslogsCLIConfig = AwslogsDir + "/awscli.conf"
+	// AwslogsProxyConfig carries awslogs' proxy environment.
+	AwslogsProxyConfig = AwslogsDir + "/proxy.conf"
+)
+
+// Root is the filesystem root firstrun works under ("/" on an instance).
+type Root string
+
+// Join returns the real path of the host path p under the root.
+func (r Root) Join(p string) string {
+	return filepath.Join(string(r), p)
+}

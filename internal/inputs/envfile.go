@@ -1,0 +1,59 @@
+package inputs
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// envKey is a shell-style variable name.
+var envKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ParseEnvFile reads KEY=value lines, the subset that firstrun and systemd's
+// EnvironmentFile= read alike: blank lines and lines starting with # or ; are skipped,
+// white space around the line is trimmed, and one pair of matching quotes around the
+// value is removed. "export KEY=value" and lines without '=' are errors, not guesses.
+// name is used in problems ("FILE:LINE").
+func ParseEnvFile(name string, data []byte) (map[string]string, []Problem) {
+	values := map[string]string{}
+	var problems []Problem
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	n := 0
+	for sc.Scan() {
+		n++
+		where := fmt.Sprintf("%s:%d", name, n)
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		key = strings.TrimSpace(key)
+		switch {
+		case !ok:
+			problems = append(problems, Problem{Var: where, Msg: "is not a KEY=value line"})
+			continue
+		case strings.HasPrefix(key, "export "):
+			problems = append(problems, Problem{Var: where, Msg: "must not start with 'export': systemd's EnvironmentFile= does not accept it"})
+			continue
+		case !envKey.MatchString(key):
+			problems = append(problems, Problem{Var: where, Msg: fmt.Sprintf("%q is not a variable name", key)})
+			continue
+		}
+		value = strings.TrimSpace(value)
+		if len(value) >= 2 && (value[0] == '"' || value[0] == '\'') && value[len(value)-1] == value[0] {
+			value = value[1 : len(value)-1]
+		}
+		if _, dup := values[key]; dup {
+			problems = append(problems, Problem{Var: where, Msg: fmt.Sprintf("sets %s a second time", key)})
+			continue
+		}
+		values[key] = value
+	}
+	if err := sc.Err(); err != nil {
+		problems = append(problems, Problem{Var: name, Msg: fmt.Sprintf("cannot be read: %v", err)})
+	}
+	return values, problems
+}

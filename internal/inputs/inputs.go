@@ -1,0 +1,146 @@
+// Package inputs resolves and validates everything firstrun is told: the process
+// environment and the optional env file (the environment wins), decoded through Spec,
+// checked all at once into a Report before anything is written.
+package inputs
+
+import (
+	"net/url"
+	"sort"
+	"strings"
+)
+
+// Source says where a value came from.
+type Source string
+
+// Sources of values.
+const (
+	FromEnvironment Source = "environment"
+	FromEnvFile     Source = "env file"
+	FromDefault     Source = "default"
+)
+
+// LogAgent is the log agent firstrun configures.
+type LogAgent string
+
+// Log agents.
+const (
+	LogAgentAuto       LogAgent = "auto"
+	LogAgentCloudWatch LogAgent = "cloudwatch"
+	LogAgentAwslogs    LogAgent = "awslogs"
+	LogAgentNone       LogAgent = "none"
+)
+
+// Setting is one KEY=value for the ECS agent.
+type Setting struct {
+	Key, Value string
+}
+
+// Raw is what was given, before validation: every relevant value with its source.
+type Raw struct {
+	Values  map[string]string
+	Sources map[string]Source
+}
+
+// Probe is what firstrun found on the host that decides defaults (read by the caller,
+// so that Validate stays pure).
+type Probe struct {
+	// CloudWatchAgent is true when the unified CloudWatch agent is installed.
+	CloudWatchAgent bool
+	// Awslogs is true when the legacy awslogs agent is installed.
+	Awslogs bool
+}
+
+// Config is the validated input of every renderer.
+type Config struct {
+	// Cluster is ECS_CLUSTER: a cluster name or ARN.
+	Cluster string
+	// Proxy is the normalised PROXY_URL (scheme://[userinfo@]host:port), nil for none.
+	Proxy *url.URL
+	// StackName and AutoscalingGroup compose the log group names.
+	StackName, AutoscalingGroup string
+	// Region is AWS_REGION or AWS_DEFAULT_REGION, possibly empty.
+	Region string
+	// LogAgent is the agent to configure, "auto" resolved.
+	LogAgent LogAgent
+	// NoProxy holds the extra NO_PROXY entries of FIRSTRUN_NO_PROXY.
+	NoProxy []string
+	// ECSSettings holds the other ECS_* variables given, sorted by key.
+	ECSSettings []Setting
+	// Sources says where each given value came from.
+	Sources map[string]Source
+}
+
+// ProxyString returns the proxy URL, or "" when there is none.
+func (c Config) ProxyString() string {
+	if c.Proxy == nil {
+		return ""
+	}
+	return c.Proxy.String()
+}
+
+// isSpecKey reports whether key is one of Spec's variables.
+func isSpecKey(key string) bool {
+	for _, k := range Keys() {
+		if k == key {
+			return true
+		}
+	}
+	return false
+}
+
+// relevant reports whether a process environment variable is an input of firstrun.
+func relevant(key string) bool {
+	return isSpecKey(key) || strings.HasPrefix(key, "ECS_") || strings.HasPrefix(key, "FIRSTRUN_")
+}
+
+// Resolve merges the env file's values (file names the file in problems; data may be
+// nil when there is none) under the process environment env (KEY=value strings): the
+// environment wins. An empty value counts as not given. Keys in the env file that
+// firstrun does not know are problems (a typo there would otherwise go unnoticed),
+// except AWS_* variables, which belong to the AWS SDK.
+func Resolve(env []string, file string, data []byte) (Raw, []Problem) {
+	raw := Raw{Values: map[string]string{}, Sources: map[string]Source{}}
+	var problems []Problem
+	if data != nil {
+		values, ps := ParseEnvFile(file, data)
+		problems = append(problems, ps...)
+		keys := sortedKeys(values)
+		for _, k := range keys {
+			switch {
+			case relevant(k):
+			case strings.HasPrefix(k, "AWS_"):
+				continue
+			default:
+				problems = append(problems, Problem{Var: k, Msg: "is not a firstrun input (set in " + file + "); see firstrun --help"})
+				continue
+			}
+			if values[k] != "" {
+				raw.Values[k] = values[k]
+				raw.Sources[k] = FromEnvFile
+			}
+		}
+	}
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !relevant(k) || v == "" {
+			continue
+		}
+		raw.Values[k] = v
+		raw.Sources[k] = FromEnvironment
+	}
+	for k := range Defaults() {
+		if _, given := raw.Values[k]; !given {
+			raw.Sources[k] = FromDefault
+		}
+	}
+	return raw, problems
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

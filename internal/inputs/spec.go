@@ -1,0 +1,95 @@
+package inputs
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"sync"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Spec declares every named input firstrun reads, with its default and description. It
+// is the single source for decoding (envconfig) and for the reference that --help
+// prints. Values stay strings here: Validate parses them, so that every problem is
+// reported at once instead of the first decode error.
+type Spec struct {
+	Cluster          string `envconfig:"ECS_CLUSTER" desc:"ECS cluster to join: a name (1-255 letters, digits, - and _) or a cluster ARN. Required."`
+	ProxyURL         string `envconfig:"PROXY_URL" desc:"HTTP proxy for docker, the ECS agent and the log agent: http(s)://[user:password@]host:port, or host:port. Empty: no proxy."`
+	StackName        string `envconfig:"STACK_NAME" desc:"CloudFormation stack name; first part of the log group names. Required unless the log agent is none."`
+	AutoscalingGroup string `envconfig:"AUTOSCALING_GROUP" desc:"Auto Scaling group name; second part of the log group names. Required unless the log agent is none."`
+	Region           string `envconfig:"AWS_REGION" desc:"AWS region (wins over AWS_DEFAULT_REGION). Required for the awslogs agent."`
+	DefaultRegion    string `envconfig:"AWS_DEFAULT_REGION" desc:"AWS region, as the chapter's script named it."`
+	LogAgent         string `envconfig:"FIRSTRUN_LOG_AGENT" default:"auto" desc:"Log agent to configure: auto (cloudwatch if installed, else awslogs if installed, else none), cloudwatch, awslogs or none."`
+	NoProxy          string `envconfig:"FIRSTRUN_NO_PROXY" desc:"Extra comma-separated NO_PROXY entries (hosts, domains, IPs, CIDRs), added to the ones the platform needs."`
+}
+
+// Keys lists the variable names of Spec, in declaration order.
+func Keys() []string {
+	t := reflect.TypeOf(Spec{})
+	keys := make([]string, 0, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		keys = append(keys, t.Field(i).Tag.Get("envconfig"))
+	}
+	return keys
+}
+
+// Defaults returns the default value of each Spec variable that has one.
+func Defaults() map[string]string {
+	t := reflect.TypeOf(Spec{})
+	d := map[string]string{}
+	for i := 0; i < t.NumField(); i++ {
+		if v, ok := t.Field(i).Tag.Lookup("default"); ok {
+			d[t.Field(i).Tag.Get("envconfig")] = v
+		}
+	}
+	return d
+}
+
+// envMu serialises decode: envconfig reads only the process environment (its lookup is
+// os.LookupEnv and cannot be injected), so decode puts the resolved values of Spec's own
+// keys there for the call and restores them afterwards. No other code reads these keys.
+var envMu sync.Mutex
+
+// decode fills a Spec from resolved values with envconfig (defaults included).
+func decode(values map[string]string) (Spec, error) {
+	envMu.Lock()
+	defer envMu.Unlock()
+	type saved struct {
+		v  string
+		ok bool
+	}
+	old := map[string]saved{}
+	for _, k := range Keys() {
+		v, ok := os.LookupEnv(k)
+		old[k] = saved{v, ok}
+		if nv, given := values[k]; given && nv != "" {
+			os.Setenv(k, nv)
+		} else {
+			os.Unsetenv(k)
+		}
+	}
+	defer func() {
+		for k, s := range old {
+			if s.ok {
+				os.Setenv(k, s.v)
+			} else {
+				os.Unsetenv(k)
+			}
+		}
+	}()
+	var s Spec
+	if err := envconfig.Process("", &s); err != nil {
+		return Spec{}, fmt.Errorf("decoding inputs: %w", err)
+	}
+	return s, nil
+}
+
+// Usage writes the reference of every input: name, default and description.
+func Usage(w io.Writer) error {
+	const format = `{{range .}}  {{usage_key .}}{{if usage_default .}} (default {{usage_default .}}){{end}}
+      {{usage_description .}}
+{{end}}`
+	return envconfig.Usagef("", &Spec{}, w, format)
+}

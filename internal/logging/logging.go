@@ -1,0 +1,37 @@
+// Package logging builds firstrun's zap logger: to stderr (or any writer), as console
+// lines for people or JSON for the journal and log shippers.
+package logging
+
+import (
+	"fmt"
+	"io"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Formats.
+const (
+	Console = "console"
+	JSON    = "json"
+)
+
+// New returns a logger writing to w in format (console or json), at info level.
+func New(w io.Writer, format string) (*zap.Logger, error) {
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "time"
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	ec.EncodeDuration = zapcore.StringDurationEncoder
+	var enc zapcore.Encoder
+	switch format {
+	case Console:
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	case JSON:
+		enc = zapcore.NewJSONEncoder(ec)
+	default:
+		return nil, fmt.Errorf("log format %q: want console or json", format)
+	}
+	core := zapcore.NewCore(enc, zapcore.AddSync(w), zapcore.InfoLevel)
+	return zap.New(core), nil
+}

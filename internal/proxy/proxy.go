@@ -1,0 +1,125 @@
+// Package proxy renders the HTTP proxy settings of docker, the ECS agent and the log
+// agent, following the AWS ECS developer guide ("HTTP proxy configuration for Linux
+// container instances"), which applies the same systemd drop-ins on Amazon Linux 2023.
+// With no proxy it renders nothing, so a rerun without PROXY_URL removes what an
+// earlier run wrote.
+package proxy
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/firstrun/firstrun/internal/files"
+	"github.com/firstrun/firstrun/internal/hostpath"
+	"github.com/firstrun/firstrun/internal/inputs"
+)
+
+// Mode of every proxy file: a proxy URL may carry user:password.
+const Mode = 0o600
+
+// Endpoints that must never go through the proxy: the instance metadata service, the
+// ECS task metadata and credentials endpoint (the awslogs log driver and task roles
+// need it: amazon-ecs-agent issue 805), and, for the agent, the docker socket.
+const (
+	imds         = "169.254.169.254"
+	taskMetadata = "169.254.170.2"
+	dockerSocket = "/var/run/docker.sock"
+)
+
+// noProxy joins the base entries and the user's extras, without repeats.
+func noProxy(cfg inputs.Config, base ...string) string {
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range append(base, cfg.NoProxy...) {
+		if !seen[e] {
+			seen[e] = true
+			out = append(out, e)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// AgentNoProxy is the ECS agent's NO_PROXY.
+func AgentNoProxy(cfg inputs.Config) string { return noProxy(cfg, imds, taskMetadata, dockerSocket) }
+
+// DockerNoProxy is dockerd's (and the log agent's) NO_PROXY.
+func DockerNoProxy(cfg inputs.Config) string { return noProxy(cfg, imds, taskMetadata) }
+
+// AgentSettings are the proxy lines of ecs.config, none without a proxy.
+func AgentSettings(cfg inputs.Config) []inputs.Setting {
+	if cfg.Proxy == nil {
+		return nil
+	}
+	p := cfg.ProxyString()
+	return []inputs.Setting{
+		{Key: "HTTP_PROXY", Value: p},
+		{Key: "HTTPS_PROXY", Value: p},
+		{Key: "NO_PROXY", Value: AgentNoProxy(cfg)},
+	}
+}
+
+// Render returns the proxy files: drop-ins for ecs.service and docker.service, and the
+// log agent's proxy file. None without a proxy.
+//
+// docker gets a drop-in rather than lines in /etc/sysconfig/docker (the chapter's way):
+// the drop-in is what AWS documents for systemd hosts, works whether or not the
+// distribution's docker.service reads /etc/sysconfig/docker, and is a file firstrun
+// owns whole, so removing it is exact.
+func Render(cfg inputs.Config) []files.File {
+	if cfg.Proxy == nil {
+		return nil
+	}
+	p := cfg.ProxyString()
+	out := []files.File{
+		{Path: hostpath.ECSProxyDropIn, Mode: Mode, Content: dropIn(
+			"HTTP_PROXY="+p, "HTTPS_PROXY="+p, "NO_PROXY="+AgentNoProxy(cfg))},
+		{Path: hostpath.DockerProxyDropIn, Mode: Mode, Content: dropIn(
+			"HTTP_PROXY="+p, "HTTPS_PROXY="+p, "NO_PROXY="+DockerNoProxy(cfg))},
+	}
+	switch cfg.LogAgent {
+	case inputs.LogAgentCloudWatch:
+		out = append(out, files.File{Path: hostpath.CloudWatchCommonConfig, Mode: Mode, Content: commonConfig(p, DockerNoProxy(cfg))})
+	case inputs.LogAgentAwslogs:
+		out = append(out, files.File{Path: hostpath.AwslogsProxyConfig, Mode: Mode, Content: []byte(
+			"HTTP_PROXY=" + p + "\nHTTPS_PROXY=" + p + "\nNO_PROXY=" + DockerNoProxy(cfg) + "\n")})
+	}
+	return out
+}
+
+// header starts every file firstrun owns whole.
+const header = "# Written by firstrun; changes here are overwritten on its next run.\n"
+
+// dropIn renders a [Service] drop-in with one Environment= line an assignment.
+func dropIn(assignments ...string) []byte {
+	var b strings.Builder
+	b.WriteString(header)
+	b.WriteString("[Service]\n")
+	for _, a := range assignments {
+		fmt.Fprintf(&b, "Environment=%s\n", SystemdQuote(a))
+	}
+	return []byte(b.String())
+}
+
+// SystemdQuote quotes a value for a unit file setting: in double quotes, with
+// backslash and double quote escaped, and % doubled so that systemd does not read a
+// percent-encoded password (p%40ss) as a specifier.
+func SystemdQuote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`)
+	return `"` + r.Replace(s) + `"`
+}
+
+// commonConfig renders the CloudWatch agent's common-config.toml with its [proxy]
+// table (aws/amazon-cloudwatch-agent, common-config.toml: http_proxy, https_proxy,
+// no_proxy).
+func commonConfig(proxyURL, noProxy string) []byte {
+	return []byte(header + "[proxy]\n" +
+		"    http_proxy = " + tomlQuote(proxyURL) + "\n" +
+		"    https_proxy = " + tomlQuote(proxyURL) + "\n" +
+		"    no_proxy = " + tomlQuote(noProxy) + "\n")
+}
+
+// tomlQuote writes a TOML basic string.
+func tomlQuote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	return `"` + r.Replace(s) + `"`
+}
