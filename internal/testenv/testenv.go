@@ -1,0 +1,44 @@
+// Package testenv holds helpers shared by firstrun's tests: loud skips that CI turns
+// into failures, and the location of the shared reference files.
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// InCI reports whether the tests run under CI (CI=true), where nothing may be skipped.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Need skips the test with a loud message when a requirement is missing, or fails it
+// under CI, where .ci/run must have provided everything.
+func Need(t testing.TB, ok bool, what string) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if InCI() {
+		t.Fatalf("REQUIREMENT MISSING under CI: %s (.ci/run must provide it)", what)
+	}
+	t.Skipf("SKIPPED, requirement missing: %s (CI runs this test)", what)
+}
+
+// RepoRoot returns the repository's top directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// SharedFile returns the path of a file in the shared reference directory that sits
+// beside the repository (../shared), or FIRSTRUN_SHARED when set, and whether it exists.
+func SharedFile(rel string) (string, bool) {
+	dir := os.Getenv("FIRSTRUN_SHARED")
+	if dir == "" {
+		dir = filepath.Join(RepoRoot(), "..", "shared")
+	}
+	p := filepath.Join(dir, rel)
+	_, err := os.Stat(p)
+	return p, err == nil
+}
