@@ -68,9 +68,18 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 		plog := log.With(zap.String("phase", p.name))
 		t0 := time.Now()
 		if err := p.run(ctx, plog); err != nil {
-			plog.Error("phase failed", zap.Duration("duration", time.Since(t0)), zap.Error(err))
 			code := codeOf(err)
+			var report inputs.Report
+			if errors.As(err, &report) {
+				plog.Error("invalid input: nothing was written", zap.Duration("duration", time.Since(t0)), zap.Strings("problems", report.Lines()))
+			} else {
+				plog.Error("phase failed", zap.Duration("duration", time.Since(t0)), zap.Error(err))
+			}
 			log.Error("firstrun failed", zap.Int("exit_code", code), zap.Duration("duration", time.Since(start)))
+			if opts.logFormat == logging.Console {
+				// Console logs escape newlines; say it once more, readably, for people.
+				fmt.Fprintf(stderr, "\nfirstrun: %v\n", err)
+			}
 			return code
 		}
 		plog.Info("phase done", zap.Duration("duration", time.Since(t0)))
@@ -276,7 +285,11 @@ func (j *job) apply(_ context.Context, log *zap.Logger) error {
 		return withCode(exitApply, err)
 	}
 	for _, c := range changes {
-		log.Info("file", zap.String("path", c.Path), zap.String("action", string(c.Action)), zap.String("mode", fmt.Sprintf("%04o", c.Mode)))
+		fields := []zap.Field{zap.String("path", c.Path), zap.String("action", string(c.Action))}
+		if c.Action != files.Removed {
+			fields = append(fields, zap.String("mode", fmt.Sprintf("%04o", c.Mode)))
+		}
+		log.Info("file", fields...)
 	}
 	return nil
 }

@@ -28,11 +28,16 @@ func (p Problem) String() string { return p.Var + ": " + p.Msg }
 type Report []Problem
 
 func (r Report) Error() string {
+	return "invalid input, nothing was written:\n  " + strings.Join(r.Lines(), "\n  ")
+}
+
+// Lines returns one line a problem.
+func (r Report) Lines() []string {
 	lines := make([]string, len(r))
 	for i, p := range r {
 		lines[i] = p.String()
 	}
-	return "invalid input:\n  " + strings.Join(lines, "\n  ")
+	return lines
 }
 
 // Rules, with their sources.

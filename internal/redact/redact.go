@@ -17,14 +17,23 @@ var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^/@:\s"']*:)[^@\s
 // PROXY_URL may be given.
 var bareUserinfo = regexp.MustCompile(`^([^/@:\s"']*:)[^@\s"']*@`)
 
-// secretKey matches KEY=value settings whose value is a secret, wherever they stand in
-// a line (ecs.config lines, systemd Environment= assignments).
-var secretKey = regexp.MustCompile(`\b([A-Z0-9_]*(?:AUTH_DATA|PASSWORD|SECRET|TOKEN)[A-Z0-9_]*=)[^"\n]*`)
+// secretName is a variable name whose value is a secret.
+const secretName = `[A-Z0-9_]*(?:AUTH_DATA|PASSWORD|SECRET|TOKEN)[A-Z0-9_]*=`
+
+// Secret KEY=value settings: a whole line (ecs.config), a quoted assignment (systemd's
+// Environment="KEY=value", escapes included), or a bare word in other text.
+var (
+	secretLine   = regexp.MustCompile(`(?m)^(\s*` + secretName + `).*$`)
+	secretQuoted = regexp.MustCompile(`("` + secretName + `)(?:[^"\\]|\\.)*"`)
+	secretWord   = regexp.MustCompile(`\b(` + secretName + `)[^\s"]*`)
+)
 
 // Text hides URL passwords and the values of secret-looking KEY=value settings.
 func Text(s string) string {
 	s = userinfo.ReplaceAllString(s, "${1}"+Mask+"@")
-	return secretKey.ReplaceAllString(s, "${1}"+Mask)
+	s = secretLine.ReplaceAllString(s, "${1}"+Mask)
+	s = secretQuoted.ReplaceAllString(s, "${1}"+Mask+`"`)
+	return secretWord.ReplaceAllString(s, "${1}"+Mask)
 }
 
 // IsSecretKey reports whether a variable's value must never be shown.
@@ -44,6 +53,8 @@ func Value(key, value string) string {
 	if IsSecretKey(key) {
 		return Mask
 	}
-	value = bareUserinfo.ReplaceAllString(value, "${1}"+Mask+"@")
+	if !strings.Contains(value, "://") {
+		return bareUserinfo.ReplaceAllString(value, "${1}"+Mask+"@")
+	}
 	return userinfo.ReplaceAllString(value, "${1}"+Mask+"@")
 }

@@ -1,0 +1,459 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// chapterEnv are the chapter's inputs, with a proxy that carries credentials.
+var chapterEnv = []string{
+	"ECS_CLUSTER=microtrader-cluster",
+	"PROXY_URL=bob:p%40ss@proxy.internal:3128",
+	"STACK_NAME=microtrader",
+	"AUTOSCALING_GROUP=microtrader-ApplicationAutoscalingGroup-1X2Y",
+	"AWS_DEFAULT_REGION=us-east-1",
+	"PATH=/usr/bin:/bin",
+}
+
+// without returns env without the variable key.
+func without(env []string, key string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// frRoot returns a temporary root that looks like an AL2023 ECS instance with the
+// CloudWatch agent installed and an ecs.config holding a user's line.
+func frRoot(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	frPut(t, root, "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent", "", 0o755)
+	frPut(t, root, "/etc/ecs/ecs.config", "ECS_LOGLEVEL=debug\n", 0o644)
+	return root
+}
+
+// frPut writes a file under root.
+func frPut(t *testing.T, root, p, content string, mode os.FileMode) {
+	t.Helper()
+	real := filepath.Join(root, p)
+	if err := os.MkdirAll(filepath.Dir(real), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(real, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// frRead returns a file's content under root, "" and false when it does not exist.
+func frRead(t *testing.T, root, p string) (string, bool) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, p))
+	if os.IsNotExist(err) {
+		return "", false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data), true
+}
+
+// frResult is one run's outcome.
+type frResult struct {
+	code   int
+	stdout string
+	logs   []map[string]any
+	stderr string
+}
+
+// actions returns the action logged for each file.
+func (r frResult) actions() map[string]string {
+	m := map[string]string{}
+	for _, l := range r.logs {
+		if l["msg"] == "file" {
+			m[l["path"].(string)] = l["action"].(string)
+		}
+	}
+	return m
+}
+
+// frRun runs firstrun in-process with JSON logs and parses them.
+func frRun(t *testing.T, env []string, args ...string) frResult {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(append([]string{"--log-format", "json"}, args...), env, &stdout, &stderr)
+	r := frResult{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	sc := bufio.NewScanner(&stderr)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", sc.Text())
+		}
+		r.logs = append(r.logs, m)
+	}
+	return r
+}
+
+// frTree returns every file under root with its content, mode and mtime.
+func frTree(t *testing.T, root string) map[string]string {
+	t.Helper()
+	tree := map[string]string{}
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if fi.IsDir() {
+			tree[rel+"/"] = fi.Mode().String()
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		tree[rel] = fi.Mode().String() + " " + fi.ModTime().Format(time.RFC3339Nano) + "\n" + string(data)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}
+
+// frSameTree fails the test when two trees differ, naming the paths.
+func frSameTree(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	for p, v := range before {
+		if after[p] != v {
+			t.Errorf("%s changed:\nbefore %q\nafter  %q", p, v, after[p])
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			t.Errorf("%s appeared", p)
+		}
+	}
+}
+
+func TestDryRunShowsChapterFilesAndWritesNothing(t *testing.T) {
+	root := frRoot(t)
+	before := frTree(t, root)
+	r := frRun(t, chapterEnv, "--root", root, "--dry-run")
+	if r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"+++ b/etc/ecs/ecs.config",
+		"+ECS_CLUSTER=microtrader-cluster",
+		"+HTTP_PROXY=http://bob:REDACTED@proxy.internal:3128",
+		"+++ b/etc/systemd/system/docker.service.d/http-proxy.conf",
+		"+++ b/etc/systemd/system/ecs.service.d/http-proxy.conf",
+		"+++ b/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml",
+		"+++ b/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json",
+		`"log_group_name": "/microtrader/ec2/microtrader-ApplicationAutoscalingGroup-1X2Y/var/log/ecs/ecs-agent"`,
+		" ECS_LOGLEVEL=debug",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("dry-run output lacks %q", want)
+		}
+	}
+	if strings.Contains(r.stdout+r.stderr, "p%40ss") {
+		t.Error("the proxy password is shown")
+	}
+	frSameTree(t, before, frTree(t, root))
+}
+
+func TestRunTwiceIsIdempotent(t *testing.T) {
+	root := frRoot(t)
+	first := frRun(t, chapterEnv, "--root", root)
+	if first.code != exitOK {
+		t.Fatalf("first run: exit %d\n%s", first.code, first.stderr)
+	}
+	created := 0
+	for p, a := range first.actions() {
+		if a == "created" {
+			created++
+		} else if p != "/etc/ecs/ecs.config" {
+			t.Errorf("first run: %s %s", p, a)
+		}
+	}
+	if created != 5 {
+		t.Errorf("first run created %d files, want 5 (2 drop-ins, common-config, agent JSON, state): %v", created, first.actions())
+	}
+	// Let a rewrite show in mtimes, however coarse the filesystem's clock.
+	time.Sleep(20 * time.Millisecond)
+	before := frTree(t, root)
+	second := frRun(t, chapterEnv, "--root", root)
+	if second.code != exitOK {
+		t.Fatalf("second run: exit %d\n%s", second.code, second.stderr)
+	}
+	if len(second.actions()) != 6 {
+		t.Errorf("second run reported %d files, want 6", len(second.actions()))
+	}
+	for p, a := range second.actions() {
+		if a != "unchanged" {
+			t.Errorf("second run: %s %s, want unchanged", p, a)
+		}
+	}
+	frSameTree(t, before, frTree(t, root))
+	if d := frRun(t, chapterEnv, "--root", root, "--dry-run"); d.stdout != "" {
+		t.Errorf("dry run after convergence shows a diff:\n%s", d.stdout)
+	}
+}
+
+func TestWrittenFiles(t *testing.T) {
+	root := frRoot(t)
+	if r := frRun(t, chapterEnv, "--root", root); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	ecs, _ := frRead(t, root, "/etc/ecs/ecs.config")
+	want := "ECS_LOGLEVEL=debug\n" +
+		"ECS_CLUSTER=microtrader-cluster\n" +
+		"HTTP_PROXY=http://bob:p%40ss@proxy.internal:3128\n" +
+		"HTTPS_PROXY=http://bob:p%40ss@proxy.internal:3128\n" +
+		"NO_PROXY=169.254.169.254,169.254.170.2,/var/run/docker.sock\n"
+	if ecs != want {
+		t.Errorf("ecs.config:\n%s\nwant:\n%s", ecs, want)
+	}
+	modes := map[string]os.FileMode{
+		"/etc/ecs/ecs.config":                                  0o600,
+		"/etc/systemd/system/docker.service.d/http-proxy.conf": 0o600,
+		"/etc/systemd/system/ecs.service.d/http-proxy.conf":    0o600,
+		"/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml":                     0o600,
+		"/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json": 0o644,
+		"/var/lib/firstrun/state.json":                                                0o644,
+	}
+	for p, m := range modes {
+		fi, err := os.Stat(filepath.Join(root, p))
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+			continue
+		}
+		if fi.Mode().Perm() != m {
+			t.Errorf("%s: mode %04o, want %04o", p, fi.Mode().Perm(), m)
+		}
+	}
+	docker, _ := frRead(t, root, "/etc/systemd/system/docker.service.d/http-proxy.conf")
+	if !strings.Contains(docker, `Environment="HTTPS_PROXY=http://bob:p%%40ss@proxy.internal:3128"`) {
+		t.Errorf("docker drop-in does not escape %% for systemd:\n%s", docker)
+	}
+}
+
+func TestProxyRemovedOnRerun(t *testing.T) {
+	root := frRoot(t)
+	if r := frRun(t, chapterEnv, "--root", root); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	// The user adds a line of their own after the first run.
+	ecs, _ := frRead(t, root, "/etc/ecs/ecs.config")
+	frPut(t, root, "/etc/ecs/ecs.config", ecs+"ECS_RESERVED_MEMORY=256\n", 0o600)
+
+	r := frRun(t, without(chapterEnv, "PROXY_URL"), "--root", root)
+	if r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	for _, p := range []string{
+		"/etc/systemd/system/docker.service.d/http-proxy.conf",
+		"/etc/systemd/system/ecs.service.d/http-proxy.conf",
+		"/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml",
+	} {
+		if _, ok := frRead(t, root, p); ok {
+			t.Errorf("%s still exists", p)
+		}
+		if r.actions()[p] != "removed" {
+			t.Errorf("%s: action %q, want removed", p, r.actions()[p])
+		}
+	}
+	ecs, _ = frRead(t, root, "/etc/ecs/ecs.config")
+	if want := "ECS_LOGLEVEL=debug\nECS_CLUSTER=microtrader-cluster\nECS_RESERVED_MEMORY=256\n"; ecs != want {
+		t.Errorf("ecs.config:\n%s\nwant:\n%s", ecs, want)
+	}
+	st, _ := frRead(t, root, "/var/lib/firstrun/state.json")
+	if strings.Contains(st, "http-proxy.conf") || strings.Contains(st, "HTTP_PROXY") {
+		t.Errorf("state still owns proxy settings:\n%s", st)
+	}
+	for p, a := range frRun(t, without(chapterEnv, "PROXY_URL"), "--root", root).actions() {
+		if a != "unchanged" {
+			t.Errorf("third run: %s %s", p, a)
+		}
+	}
+}
+
+// TestSeedBugs are regressions for the chapter's script: `[ -n $PROXY_URL ]` is true
+// for an empty PROXY_URL, and `>>` appends the proxy lines again on every rerun.
+func TestSeedBugs(t *testing.T) {
+	t.Run("empty PROXY_URL writes no proxy setting", func(t *testing.T) {
+		root := frRoot(t)
+		env := append(without(chapterEnv, "PROXY_URL"), "PROXY_URL=")
+		if r := frRun(t, env, "--root", root); r.code != exitOK {
+			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		}
+		ecs, _ := frRead(t, root, "/etc/ecs/ecs.config")
+		if strings.Contains(ecs, "PROXY") {
+			t.Errorf("ecs.config has proxy lines:\n%s", ecs)
+		}
+		for _, p := range []string{"/etc/systemd/system/docker.service.d", "/etc/systemd/system/ecs.service.d", "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml"} {
+			if _, err := os.Stat(filepath.Join(root, p)); !os.IsNotExist(err) {
+				t.Errorf("%s exists", p)
+			}
+		}
+	})
+	t.Run("reruns and the seed's duplicates leave one line a key", func(t *testing.T) {
+		root := frRoot(t)
+		frPut(t, root, "/etc/ecs/ecs.config", "ECS_CLUSTER=old\nHTTPS_PROXY=http://old:1\nNO_PROXY=x\nHTTPS_PROXY=http://old:1\nNO_PROXY=x\n", 0o644)
+		for i := 0; i < 3; i++ {
+			if r := frRun(t, chapterEnv, "--root", root); r.code != exitOK {
+				t.Fatalf("run %d: exit %d\n%s", i, r.code, r.stderr)
+			}
+		}
+		ecs, _ := frRead(t, root, "/etc/ecs/ecs.config")
+		for _, key := range []string{"ECS_CLUSTER=", "HTTP_PROXY=", "HTTPS_PROXY=", "NO_PROXY="} {
+			if n := strings.Count("\n"+ecs, "\n"+key); n != 1 {
+				t.Errorf("%s appears %d times:\n%s", key, n, ecs)
+			}
+		}
+	})
+}
+
+func TestECSSettingsFollowTheirInput(t *testing.T) {
+	root := frRoot(t)
+	frPut(t, root, "/etc/ecs/ecs.config", "ECS_HAND_WRITTEN=yes\n", 0o600)
+	env := append(without(chapterEnv, "PROXY_URL"), "ECS_ENABLE_CONTAINER_METADATA=true")
+	if r := frRun(t, env, "--root", root); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	ecs, _ := frRead(t, root, "/etc/ecs/ecs.config")
+	if !strings.Contains(ecs, "\nECS_ENABLE_CONTAINER_METADATA=true\n") {
+		t.Fatalf("setting not written:\n%s", ecs)
+	}
+	if r := frRun(t, without(chapterEnv, "PROXY_URL"), "--root", root); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	ecs, _ = frRead(t, root, "/etc/ecs/ecs.config")
+	if want := "ECS_HAND_WRITTEN=yes\nECS_CLUSTER=microtrader-cluster\n"; ecs != want {
+		t.Errorf("ecs.config:\n%s\nwant:\n%s", ecs, want)
+	}
+}
+
+func TestLogAgentSwitchRemovesItsFiles(t *testing.T) {
+	root := frRoot(t)
+	if r := frRun(t, chapterEnv, "--root", root); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	r := frRun(t, append(chapterEnv, "FIRSTRUN_LOG_AGENT=awslogs"), "--root", root)
+	if r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if _, ok := frRead(t, root, "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json"); ok {
+		t.Error("CloudWatch agent config left behind")
+	}
+	for _, p := range []string{"/etc/awslogs/awslogs.conf", "/etc/awslogs/awscli.conf", "/etc/awslogs/proxy.conf"} {
+		if _, ok := frRead(t, root, p); !ok {
+			t.Errorf("%s not written", p)
+		}
+	}
+	cli, _ := frRead(t, root, "/etc/awslogs/awscli.conf")
+	if !strings.Contains(cli, "region = us-east-1") {
+		t.Errorf("awscli.conf:\n%s", cli)
+	}
+	r = frRun(t, append(chapterEnv, "FIRSTRUN_LOG_AGENT=none"), "--root", root)
+	if r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(root, "/etc/awslogs")); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(root, "/etc/awslogs"))
+	if len(entries) != 0 {
+		t.Errorf("/etc/awslogs still holds %v", entries)
+	}
+}
+
+// TestNeverRemovesWhatItDidNotWrite: a drop-in the user wrote by hand is not firstrun's
+// to remove, even without a proxy.
+func TestNeverRemovesWhatItDidNotWrite(t *testing.T) {
+	root := frRoot(t)
+	p := "/etc/systemd/system/docker.service.d/http-proxy.conf"
+	frPut(t, root, p, "[Service]\nEnvironment=HTTP_PROXY=http://theirs:3128\n", 0o644)
+	if r := frRun(t, without(chapterEnv, "PROXY_URL"), "--root", root); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if got, ok := frRead(t, root, p); !ok || !strings.Contains(got, "theirs") {
+		t.Errorf("user's drop-in changed: %q %v", got, ok)
+	}
+}
+
+func TestEnvFileAndEnvironmentWins(t *testing.T) {
+	root := frRoot(t)
+	frPut(t, root, "/etc/firstrun/firstrun.env", "# from user data\nECS_CLUSTER=from-file\nSTACK_NAME=filestack\nAUTOSCALING_GROUP=\"file-asg\"\nAWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:1338\n", 0o600)
+	r := frRun(t, []string{"ECS_CLUSTER=from-env"}, "--root", root)
+	if r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	ecs, _ := frRead(t, root, "/etc/ecs/ecs.config")
+	if !strings.Contains(ecs, "ECS_CLUSTER=from-env\n") {
+		t.Errorf("environment did not win:\n%s", ecs)
+	}
+	agent, _ := frRead(t, root, "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json")
+	if !strings.Contains(agent, "/filestack/ec2/file-asg/var/log/ecs/ecs-init") {
+		t.Errorf("env file values not used:\n%s", agent)
+	}
+	sources := map[string]string{}
+	for _, l := range r.logs {
+		if l["msg"] == "input" {
+			sources[l["name"].(string)] = l["source"].(string)
+		}
+	}
+	if sources["ECS_CLUSTER"] != "environment" || sources["STACK_NAME"] != "env file" {
+		t.Errorf("sources logged: %v", sources)
+	}
+}
+
+func TestPhasesAreLoggedWithDurations(t *testing.T) {
+	r := frRun(t, chapterEnv, "--root", frRoot(t))
+	var phases []string
+	for _, l := range r.logs {
+		if l["msg"] == "phase done" {
+			if _, ok := l["duration"].(string); !ok {
+				t.Errorf("phase %v logged without duration", l["phase"])
+			}
+			phases = append(phases, l["phase"].(string))
+		}
+	}
+	if strings.Join(phases, ",") != "resolve,render,apply" {
+		t.Errorf("phases = %v", phases)
+	}
+	if strings.Contains(r.stderr, "p%40ss") {
+		t.Error("logs carry the proxy password")
+	}
+}
+
+func TestApplyFailures(t *testing.T) {
+	t.Run("a directory where a file goes", func(t *testing.T) {
+		root := frRoot(t)
+		if err := os.MkdirAll(filepath.Join(root, "/etc/systemd/system/docker.service.d/http-proxy.conf"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		r := frRun(t, chapterEnv, "--root", root)
+		if r.code != exitApply || !strings.Contains(r.stderr, "not a regular file") {
+			t.Errorf("exit %d, want %d naming the problem:\n%s", r.code, exitApply, r.stderr)
+		}
+	})
+	t.Run("a corrupt state file", func(t *testing.T) {
+		root := frRoot(t)
+		frPut(t, root, "/var/lib/firstrun/state.json", "{not json", 0o644)
+		r := frRun(t, chapterEnv, "--root", root)
+		if r.code != exitApply || !strings.Contains(r.stderr, "state.json") {
+			t.Errorf("exit %d, want %d naming state.json:\n%s", r.code, exitApply, r.stderr)
+		}
+	})
+}

@@ -1,0 +1,287 @@
+package files
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/firstrun/firstrun/internal/hostpath"
+)
+
+// newRoot returns a Writer over a fresh temporary root.
+func newRoot(t *testing.T) (*Writer, string) {
+	t.Helper()
+	dir := t.TempDir()
+	return NewWriter(hostpath.Root(dir)), dir
+}
+
+// put creates a file under root with content and mode, making its directories.
+func put(t *testing.T, root, p, content string, mode fs.FileMode) {
+	t.Helper()
+	real := filepath.Join(root, p)
+	if err := os.MkdirAll(filepath.Dir(real), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(real, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(real, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// read returns a file's content and mode under root.
+func read(t *testing.T, root, p string) (string, fs.FileMode) {
+	t.Helper()
+	real := filepath.Join(root, p)
+	data, err := os.ReadFile(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data), fi.Mode().Perm()
+}
+
+// actions maps each change's path to its action.
+func actions(changes []Change) map[string]Action {
+	m := map[string]Action{}
+	for _, c := range changes {
+		m[c.Path] = c.Action
+	}
+	return m
+}
+
+func TestPlanAndApply(t *testing.T) {
+	w, root := newRoot(t)
+	put(t, root, "/etc/same", "same\n", 0o644)
+	put(t, root, "/etc/old", "old\n", 0o644)
+	put(t, root, "/etc/mode", "m\n", 0o644)
+	put(t, root, "/etc/gone", "bye\n", 0o644)
+	want := []File{
+		{Path: "/etc/new/deep/file", Mode: 0o600, Content: []byte("new\n")},
+		{Path: "/etc/same", Mode: 0o644, Content: []byte("same\n")},
+		{Path: "/etc/old", Mode: 0o644, Content: []byte("fresh\n")},
+		{Path: "/etc/mode", Mode: 0o600, Content: []byte("m\n")},
+	}
+	changes, err := w.Plan(want, []string{"/etc/gone", "/etc/never-existed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := actions(changes)
+	wantActions := map[string]Action{
+		"/etc/new/deep/file": Created, "/etc/same": Unchanged, "/etc/old": Updated,
+		"/etc/mode": Updated, "/etc/gone": Removed,
+	}
+	if len(got) != len(wantActions) {
+		t.Fatalf("actions = %v, want %v", got, wantActions)
+	}
+	for p, a := range wantActions {
+		if got[p] != a {
+			t.Errorf("%s: action %q, want %q", p, got[p], a)
+		}
+	}
+	for _, c := range changes {
+		if c.Path == "/etc/mode" && !c.ModeOnly() {
+			t.Errorf("/etc/mode: want a mode-only change")
+		}
+	}
+
+	// Planning wrote nothing.
+	if _, err := os.Stat(filepath.Join(root, "/etc/new")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Plan created a directory: %v", err)
+	}
+
+	if err := w.Apply(changes); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range want {
+		content, mode := read(t, root, f.Path)
+		if content != string(f.Content) || mode != f.Mode {
+			t.Errorf("%s: %q %04o, want %q %04o", f.Path, content, mode, f.Content, f.Mode)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "/etc/gone")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("/etc/gone still exists: %v", err)
+	}
+
+	// A second plan finds nothing to do.
+	again, err := w.Plan(want, []string{"/etc/gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range again {
+		if c.Action != Unchanged {
+			t.Errorf("second plan: %s %s, want unchanged", c.Path, c.Action)
+		}
+	}
+}
+
+func TestApplyUnchangedTouchesNothing(t *testing.T) {
+	w, root := newRoot(t)
+	put(t, root, "/etc/a", "a\n", 0o600)
+	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	real := filepath.Join(root, "/etc/a")
+	if err := os.Chtimes(real, old, old); err != nil {
+		t.Fatal(err)
+	}
+	changes, err := w.Plan([]File{{Path: "/etc/a", Mode: 0o600, Content: []byte("a\n")}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Apply(changes); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi.ModTime().Equal(old) {
+		t.Errorf("mtime changed to %v", fi.ModTime())
+	}
+}
+
+func TestMergeSeesDiskContent(t *testing.T) {
+	w, root := newRoot(t)
+	put(t, root, "/etc/shared", "user line\n", 0o600)
+	var seen []string
+	merge := func(existing []byte) []byte {
+		seen = append(seen, string(existing))
+		return append(append([]byte{}, existing...), "ours\n"...)
+	}
+	changes, err := w.Plan([]File{
+		{Path: "/etc/shared", Mode: 0o600, Merge: merge},
+		{Path: "/etc/absent", Mode: 0o600, Merge: merge},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 2 || seen[0] != "user line\n" || seen[1] != "" {
+		t.Fatalf("Merge saw %q", seen)
+	}
+	if string(changes[0].New) != "user line\nours\n" || changes[1].Action != Created {
+		t.Fatalf("changes = %+v", changes)
+	}
+}
+
+func TestPlanRefusesWhatIsNotARegularFile(t *testing.T) {
+	w, root := newRoot(t)
+	if err := os.MkdirAll(filepath.Join(root, "/etc/dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	put(t, root, "/etc/target", "t\n", 0o644)
+	if err := os.Symlink(filepath.Join(root, "/etc/target"), filepath.Join(root, "/etc/link")); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string][]File{
+		"directory":     {{Path: "/etc/dir", Mode: 0o644, Content: []byte("x")}},
+		"symbolic link": {{Path: "/etc/link", Mode: 0o644, Content: []byte("x")}},
+		"not absolute":  {{Path: "etc/x", Mode: 0o644}},
+		"not clean":     {{Path: "/etc/../x", Mode: 0o644}},
+		"wanted twice":  {{Path: "/etc/x", Mode: 0o644}, {Path: "/etc/x", Mode: 0o644}},
+	}
+	for name, want := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := w.Plan(want, nil)
+			if err == nil || !strings.Contains(err.Error(), strings.Fields(name)[0]) && name != "not absolute" && name != "not clean" {
+				t.Fatalf("err = %v, want one naming %q", err, name)
+			}
+		})
+	}
+	if content, _ := read(t, root, "/etc/target"); content != "t\n" {
+		t.Errorf("symlink target changed: %q", content)
+	}
+}
+
+// TestFailureBeforeRenameLeavesOldFile makes the rename fail after the temp file is
+// written and synced: the old file must be intact and no temp file left behind.
+func TestFailureBeforeRenameLeavesOldFile(t *testing.T) {
+	w, root := newRoot(t)
+	put(t, root, "/etc/ecs/ecs.config", "ECS_CLUSTER=old\n", 0o600)
+	var tmpSeen string
+	w.rename = func(oldpath, newpath string) error {
+		data, err := os.ReadFile(oldpath)
+		if err != nil || string(data) != "ECS_CLUSTER=new\n" {
+			t.Errorf("temp file before rename: %q, %v", data, err)
+		}
+		tmpSeen = oldpath
+		return errors.New("injected: power cut")
+	}
+	changes, err := w.Plan([]File{{Path: "/etc/ecs/ecs.config", Mode: 0o600, Content: []byte("ECS_CLUSTER=new\n")}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = w.Apply(changes)
+	if err == nil || !strings.Contains(err.Error(), "injected") || !strings.Contains(err.Error(), "ecs.config") {
+		t.Fatalf("Apply error = %v, want the injected failure naming the file", err)
+	}
+	if content, mode := read(t, root, "/etc/ecs/ecs.config"); content != "ECS_CLUSTER=old\n" || mode != 0o600 {
+		t.Errorf("old file changed: %q %04o", content, mode)
+	}
+	if !strings.HasSuffix(tmpSeen, tempSuffix) || !strings.HasPrefix(filepath.Base(tmpSeen), ".ecs.config.firstrun-") {
+		t.Errorf("temp file name %q: want .ecs.config.firstrun-*%s", tmpSeen, tempSuffix)
+	}
+	entries, _ := os.ReadDir(filepath.Join(root, "/etc/ecs"))
+	if len(entries) != 1 {
+		t.Errorf("directory holds %d entries, want only ecs.config: %v", len(entries), entries)
+	}
+}
+
+// TestStaleTempFilesAreRemoved: a temp file a crashed run left behind (named so that
+// neither systemd nor the CloudWatch agent reads it) is cleaned by the next write.
+func TestStaleTempFilesAreRemoved(t *testing.T) {
+	w, root := newRoot(t)
+	p := "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json"
+	stale := filepath.Join(filepath.Dir(p), ".firstrun.json.firstrun-12345"+tempSuffix)
+	put(t, root, stale, `{"half`, 0o600)
+	put(t, root, filepath.Join(filepath.Dir(p), "user.json"), "{}", 0o644)
+	changes, err := w.Plan([]File{{Path: p, Mode: 0o644, Content: []byte("{}\n")}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Apply(changes); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, stale)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stale temp file still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, filepath.Dir(p), "user.json")); err != nil {
+		t.Errorf("user's file removed: %v", err)
+	}
+}
+
+func TestDiff(t *testing.T) {
+	c := Change{
+		Path: "/etc/ecs/ecs.config", Action: Updated,
+		Old: []byte("ECS_CLUSTER=a\nHTTP_PROXY=http://bob:hunter2@p:3128\n"), OldMode: 0o644,
+		New: []byte("ECS_CLUSTER=b\nECS_ENGINE_AUTH_DATA={\"secret\":1}\n"), Mode: 0o600,
+	}
+	d := Diff(c)
+	for _, want := range []string{"--- a/etc/ecs/ecs.config", "+++ b/etc/ecs/ecs.config", "-ECS_CLUSTER=a", "+ECS_CLUSTER=b", "mode /etc/ecs/ecs.config: 0644 -> 0600"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("diff lacks %q:\n%s", want, d)
+		}
+	}
+	for _, secret := range []string{"hunter2", "secret"} {
+		if strings.Contains(d, secret) {
+			t.Errorf("diff shows secret %q:\n%s", secret, d)
+		}
+	}
+	if Diff(Change{Path: "/x", Action: Unchanged, Old: []byte("a"), New: []byte("a")}) != "" {
+		t.Error("unchanged file has a diff")
+	}
+	created := Diff(Change{Path: "/x", Action: Created, New: []byte("a\n")})
+	if !strings.Contains(created, "--- /dev/null") || !strings.Contains(created, "+a") {
+		t.Errorf("created diff:\n%s", created)
+	}
+	removed := Diff(Change{Path: "/x", Action: Removed, Old: []byte("a\n")})
+	if !strings.Contains(removed, "+++ /dev/null") || !strings.Contains(removed, "-a") {
+		t.Errorf("removed diff:\n%s", removed)
+	}
+}
