@@ -225,12 +225,12 @@ func TestWrittenFiles(t *testing.T) {
 		t.Errorf("ecs.config:\n%s\nwant:\n%s", ecs, want)
 	}
 	modes := map[string]os.FileMode{
-		"/etc/ecs/ecs.config":                                  0o600,
-		"/etc/systemd/system/docker.service.d/http-proxy.conf": 0o600,
-		"/etc/systemd/system/ecs.service.d/http-proxy.conf":    0o600,
-		"/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml":                     0o600,
+		"/etc/ecs/ecs.config": 0o600,
+		"/etc/systemd/system/docker.service.d/http-proxy.conf":                         0o600,
+		"/etc/systemd/system/ecs.service.d/http-proxy.conf":                            0o600,
+		"/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml":                      0o600,
 		"/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json": 0o644,
-		"/var/lib/firstrun/state.json":                                                0o644,
+		"/var/lib/firstrun/state.json":                                                 0o644,
 	}
 	for p, m := range modes {
 		fi, err := os.Stat(filepath.Join(root, p))
