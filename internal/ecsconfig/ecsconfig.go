@@ -59,14 +59,15 @@ func Render(cfg inputs.Config, previouslyOwned []string) (files.File, []string) 
 	}, owned
 }
 
-// Key returns the key of an ecs.config line as ecs-init sees it, or "" for a line
-// without '='.
+// Key returns the key of an ecs.config line, white space around it trimmed (as
+// systemd reads it: a hand-written "ECS_CLUSTER = x" is the same setting), or "" for a
+// line without '='.
 func Key(line string) string {
-	k, _, ok := strings.Cut(strings.TrimSpace(line), "=")
+	k, _, ok := strings.Cut(line, "=")
 	if !ok {
 		return ""
 	}
-	return k
+	return strings.TrimSpace(k)
 }
 
 // Merge writes settings into existing: a managed key's first line is replaced in
@@ -77,7 +78,9 @@ func Key(line string) string {
 func Merge(existing []byte, settings []inputs.Setting, managed map[string]bool) []byte {
 	want := make(map[string]string, len(settings))
 	for _, s := range settings {
-		want[s.Key] = s.Value
+		if _, dup := want[s.Key]; !dup { // the first of repeated keys wins, as when appending
+			want[s.Key] = s.Value
+		}
 	}
 	var out bytes.Buffer
 	done := map[string]bool{}

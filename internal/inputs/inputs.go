@@ -70,12 +70,41 @@ type Config struct {
 	Sources map[string]Source
 }
 
-// ProxyString returns the proxy URL, or "" when there is none.
+// ProxyString returns the proxy URL, or "" when there is none. User and password are
+// percent-encoded in full (all but letters, digits and - . _ ~): the same credentials
+// to the proxy, and inert in every file the URL goes into, whether a shell sources it
+// ($, ', &), systemd reads it or TOML quotes it. Only %, doubled for systemd, remains
+// special.
 func (c Config) ProxyString() string {
 	if c.Proxy == nil {
 		return ""
 	}
-	return c.Proxy.String()
+	userinfo := ""
+	if u := c.Proxy.User; u != nil {
+		userinfo = strictEscape(u.Username())
+		if p, ok := u.Password(); ok {
+			userinfo += ":" + strictEscape(p)
+		}
+		userinfo += "@"
+	}
+	return c.Proxy.Scheme + "://" + userinfo + c.Proxy.Host
+}
+
+// strictEscape percent-encodes every byte but RFC 3986's unreserved characters.
+func strictEscape(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
 }
 
 // isSpecKey reports whether key is one of Spec's variables.
