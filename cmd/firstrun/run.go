@@ -250,20 +250,24 @@ func (j *job) render(_ context.Context, log *zap.Logger) error {
 	return nil
 }
 
-// apply plans the changes and, unless --dry-run, makes them: the state first grows to
-// what both runs own, then the files change, then the state shrinks to this run's.
+// apply plans the changes and, unless --dry-run, makes them. The state file grows to
+// what this run and earlier ones own before any file is written, and shrinks to this
+// run's after, so that a crash in between never leaves a file firstrun wrote but no
+// longer knows it owns.
 func (j *job) apply(_ context.Context, log *zap.Logger) error {
 	j.writer = files.NewWriter(j.root)
-	stale := j.prev.Stale(j.want)
-	final := append(append([]files.File{}, j.want...), j.owned.File())
-	changes, err := j.writer.Plan(final, stale)
+	changes, err := j.writer.Plan(j.want, j.prev.Stale(j.want))
 	if err != nil {
 		return withCode(exitApply, err)
 	}
-	j.changes = changes
+	stateChange, err := j.writer.Plan([]files.File{j.owned.File()}, nil)
+	if err != nil {
+		return withCode(exitApply, err)
+	}
+	j.changes = append(changes, stateChange...)
 	if j.opts.dryRun {
 		n := 0
-		for _, c := range changes {
+		for _, c := range j.changes {
 			if d := files.Diff(c); d != "" {
 				fmt.Fprint(j.stdout, d)
 				n++
@@ -272,19 +276,16 @@ func (j *job) apply(_ context.Context, log *zap.Logger) error {
 		log.Info("dry run: nothing written", zap.Int("would_change", n))
 		return nil
 	}
-	if union := state.Union(j.prev, j.owned); !union.Equal(j.prev) && !union.Equal(j.owned) {
-		pre, err := j.writer.Plan([]files.File{union.File()}, nil)
-		if err == nil {
-			err = j.writer.Apply(pre)
-		}
-		if err != nil {
-			return withCode(exitApply, err)
-		}
+	if err := j.writeState(state.Union(j.prev, j.owned)); err != nil {
+		return err
 	}
 	if err := j.writer.Apply(changes); err != nil {
 		return withCode(exitApply, err)
 	}
-	for _, c := range changes {
+	if err := j.writeState(j.owned); err != nil {
+		return err
+	}
+	for _, c := range j.changes {
 		fields := []zap.Field{zap.String("path", c.Path), zap.String("action", string(c.Action))}
 		if c.Action != files.Removed {
 			fields = append(fields, zap.String("mode", fmt.Sprintf("%04o", c.Mode)))
@@ -292,6 +293,15 @@ func (j *job) apply(_ context.Context, log *zap.Logger) error {
 		log.Info("file", fields...)
 	}
 	return nil
+}
+
+// writeState writes the state file when it differs from s.
+func (j *job) writeState(s state.State) error {
+	c, err := j.writer.Plan([]files.File{s.File()}, nil)
+	if err == nil {
+		err = j.writer.Apply(c)
+	}
+	return withCode(exitApply, err)
 }
 
 func exists(p string) bool {
