@@ -10,16 +10,6 @@ import (
 	"github.com/firstrun/firstrun/internal/inputs"
 )
 
-// knownBug skips a test of a production bug that is reported but not fixed, so that
-// the suite stays green until the fix lands; FIRSTRUN_KNOWN_BUGS=1 runs it (and it
-// fails until the bug is fixed). Remove the call with the fix.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("FIRSTRUN_KNOWN_BUGS") != "1" {
-		t.Skipf("KNOWN BUG, reported, not fixed: %s (FIRSTRUN_KNOWN_BUGS=1 runs this test)", what)
-	}
-}
-
 func TestParseEnvFile(t *testing.T) {
 	data := "# firstrun settings\n" +
 		"\n" +
@@ -377,7 +367,6 @@ func TestValidateRejectsControlCharacters(t *testing.T) {
 // TestBadRegionIsNotAlsoADisagreement: a malformed AWS_REGION is one problem; it must
 // not also be blamed on a correct AWS_DEFAULT_REGION.
 func TestBadRegionIsNotAlsoADisagreement(t *testing.T) {
-	knownBug(t, "validate.go checks the disagreement when AWS_DEFAULT_REGION is ok, without checking that AWS_REGION is")
 	raw := inputs.Raw{Values: map[string]string{"ECS_CLUSTER": "prod", "AWS_REGION": "us-east-1\nX=1", "AWS_DEFAULT_REGION": "us-east-1"}}
 	_, err := inputs.Validate(raw, inputs.Probe{})
 	var report inputs.Report
@@ -434,5 +423,24 @@ func TestValidateIgnoresProcessEnvironment(t *testing.T) {
 	}
 	if v, ok := os.LookupEnv("STACK_NAME"); ok {
 		t.Errorf("STACK_NAME = %q left in the process environment", v)
+	}
+}
+
+// TestStackAndGroupProblemsReportedTogether: AUTOSCALING_GROUP's characters are
+// checked whether or not STACK_NAME is valid, so one run reports both.
+func TestStackAndGroupProblemsReportedTogether(t *testing.T) {
+	_, err := Validate(Raw{Values: map[string]string{
+		"ECS_CLUSTER": "c", "STACK_NAME": "1stack", "AUTOSCALING_GROUP": "a b", "FIRSTRUN_LOG_AGENT": "none",
+	}}, Probe{})
+	var r Report
+	if !errors.As(err, &r) {
+		t.Fatalf("err = %v, want a Report", err)
+	}
+	vars := map[string]bool{}
+	for _, p := range r {
+		vars[p.Var] = true
+	}
+	if !vars["STACK_NAME"] || !vars["AUTOSCALING_GROUP"] || len(r) != 2 {
+		t.Errorf("problems = %v, want STACK_NAME and AUTOSCALING_GROUP", r.Lines())
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/firstrun/firstrun/internal/logsources"
 	"github.com/firstrun/firstrun/internal/redact"
 )
 
@@ -51,7 +50,7 @@ var (
 	// 128 characters."
 	stackName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,127}$`)
 	// CloudWatch Logs CreateLogGroup: 1-512 characters of a-z, A-Z, 0-9, '_', '-',
-	// '/', '.' and '#' (pattern [\.\-_/#A-Za-z0-9]+).
+	// '/', '.' and '#' (pattern [\.\-_/#A-Za-z0-9]+); AUTOSCALING_GROUP goes into it.
 	logGroupName = regexp.MustCompile(`^[.\-_/#A-Za-z0-9]{1,512}$`)
 	region       = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
 	ecsKey       = regexp.MustCompile(`^ECS_[A-Z0-9_]+$`)
@@ -136,7 +135,7 @@ func Validate(raw Raw, probe Probe) (Config, error) {
 	reg, regKey := spec.Region, "AWS_REGION"
 	if reg == "" {
 		reg, regKey = spec.DefaultRegion, "AWS_DEFAULT_REGION"
-	} else if spec.DefaultRegion != "" && spec.DefaultRegion != reg && ok("AWS_DEFAULT_REGION") {
+	} else if spec.DefaultRegion != "" && spec.DefaultRegion != reg && ok("AWS_DEFAULT_REGION") && ok("AWS_REGION") {
 		add("AWS_DEFAULT_REGION", "disagrees with AWS_REGION (%s vs %s): give one, or the same in both", shown("AWS_DEFAULT_REGION"), shown("AWS_REGION"))
 	}
 	if reg != "" && ok(regKey) {
@@ -183,22 +182,16 @@ func Validate(raw Raw, probe Probe) (Config, error) {
 		switch {
 		case utf8.RuneCountInString(a) > asgNameMax:
 			add("AUTOSCALING_GROUP", "must be at most %d characters (got %d)", asgNameMax, utf8.RuneCountInString(a))
+		case !logGroupName.MatchString(a):
+			add("AUTOSCALING_GROUP", "goes into log group names and breaks CloudWatch Logs' rule: only letters, digits and _ - / . # (got %s)", shown("AUTOSCALING_GROUP"))
 		default:
 			asgOK = true
 		}
 	} else if a == "" && needLogs {
 		add("AUTOSCALING_GROUP", "is required with the %s log agent: it composes the log group names (or set FIRSTRUN_LOG_AGENT=none)", cfg.LogAgent)
 	}
-	if stackOK && asgOK {
-		for _, suffix := range logsources.Suffixes() {
-			name := logsources.GroupName(spec.StackName, spec.AutoscalingGroup, suffix)
-			if !logGroupName.MatchString(name) {
-				add("AUTOSCALING_GROUP", "makes the log group name %q, which breaks CloudWatch Logs' rule: 1-512 characters of letters, digits and _ - / . #", name)
-				asgOK = false
-				break
-			}
-		}
-	}
+	// With both within their limits, every composed log group name is within CloudWatch
+	// Logs' 512 characters (logsources' TestGroupNamesFitCloudWatchLogs).
 	if stackOK {
 		cfg.StackName = spec.StackName
 	}
@@ -245,7 +238,8 @@ func parseProxy(s string) (*url.URL, string) {
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return nil, "is not a URL: " + redact.Text(err.Error())
+		// url.Parse's error quotes the input, password included: say it in our words.
+		return nil, "is not a valid URL: http(s)://[user:password@]host:port, with reserved characters in user and password percent-encoded"
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":

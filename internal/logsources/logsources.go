@@ -49,14 +49,3 @@ var Awslogs = append([]Source{
 func GroupName(stack, asg, suffix string) string {
 	return "/" + stack + "/ec2/" + asg + suffix
 }
-
-// Suffixes returns every suffix of both lists, for validation.
-func Suffixes() []string {
-	var s []string
-	for _, l := range [][]Source{CloudWatch, Awslogs} {
-		for _, src := range l {
-			s = append(s, src.Suffix)
-		}
-	}
-	return s
-}

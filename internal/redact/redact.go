@@ -10,12 +10,8 @@ import (
 // Mask replaces a secret.
 const Mask = "REDACTED"
 
-// userinfo matches the password part of a URL's userinfo: scheme://user:PASSWORD@.
-var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^/@:\s"']*:)[^@\s"']*@`)
-
-// bareUserinfo matches the password of a scheme-less user:PASSWORD@host value, as
-// PROXY_URL may be given.
-var bareUserinfo = regexp.MustCompile(`^([^/@:\s"']*:)[^@\s"']*@`)
+// urlStart finds where a URL starts in text.
+var urlStart = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://`)
 
 // secretName is a variable name whose value is a secret.
 const secretName = `[A-Z0-9_]*(?:AUTH_DATA|PASSWORD|SECRET|TOKEN)[A-Z0-9_]*=`
@@ -28,9 +24,10 @@ var (
 	secretWord   = regexp.MustCompile(`\b(` + secretName + `)[^\s"]*`)
 )
 
-// Text hides URL passwords and the values of secret-looking KEY=value settings.
+// Text hides URL passwords and the values of secret-looking KEY=value settings in text
+// made of lines (file contents, messages). A URL runs to the next URL on its line.
 func Text(s string) string {
-	s = userinfo.ReplaceAllString(s, "${1}"+Mask+"@")
+	s = hideURLPasswords(s)
 	s = secretLine.ReplaceAllString(s, "${1}"+Mask)
 	s = secretQuoted.ReplaceAllString(s, "${1}"+Mask+`"`)
 	return secretWord.ReplaceAllString(s, "${1}"+Mask)
@@ -53,8 +50,48 @@ func Value(key, value string) string {
 	if IsSecretKey(key) {
 		return Mask
 	}
-	if !strings.Contains(value, "://") {
-		return bareUserinfo.ReplaceAllString(value, "${1}"+Mask+"@")
+	return hidePassword(value)
+}
+
+// hideURLPasswords hides the password of every scheme://user:password@ URL, line by
+// line.
+func hideURLPasswords(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, line := range lines {
+		locs := urlStart.FindAllStringIndex(line, -1)
+		if locs == nil {
+			continue
+		}
+		var b strings.Builder
+		b.WriteString(line[:locs[0][0]])
+		for k, loc := range locs {
+			end := len(line)
+			if k+1 < len(locs) {
+				end = locs[k+1][0]
+			}
+			b.WriteString(hidePassword(line[loc[0]:end]))
+		}
+		lines[i] = b.String()
 	}
-	return userinfo.ReplaceAllString(value, "${1}"+Mask+"@")
+	return strings.Join(lines, "\n")
+}
+
+// hidePassword hides the password of a URL given as a value, with or without a scheme:
+// everything between the first ':' of the userinfo and the last '@' (where url.Parse
+// splits userinfo from host), whatever it holds: '@', quotes, spaces. Hiding too much
+// is safe; hiding too little is not.
+func hidePassword(v string) string {
+	at := strings.LastIndex(v, "@")
+	if at < 0 {
+		return v
+	}
+	start := 0
+	if i := strings.Index(v, "://"); i >= 0 && i < at {
+		start = i + len("://")
+	}
+	colon := strings.Index(v[start:at], ":")
+	if colon < 0 {
+		return v // a user name alone is no secret
+	}
+	return v[:start+colon+1] + Mask + v[at:]
 }
