@@ -429,10 +429,10 @@ func TestValidateIgnoresProcessEnvironment(t *testing.T) {
 // TestStackAndGroupProblemsReportedTogether: AUTOSCALING_GROUP's characters are
 // checked whether or not STACK_NAME is valid, so one run reports both.
 func TestStackAndGroupProblemsReportedTogether(t *testing.T) {
-	_, err := Validate(Raw{Values: map[string]string{
+	_, err := inputs.Validate(inputs.Raw{Values: map[string]string{
 		"ECS_CLUSTER": "c", "STACK_NAME": "1stack", "AUTOSCALING_GROUP": "a b", "FIRSTRUN_LOG_AGENT": "none",
-	}}, Probe{})
-	var r Report
+	}}, inputs.Probe{})
+	var r inputs.Report
 	if !errors.As(err, &r) {
 		t.Fatalf("err = %v, want a Report", err)
 	}
