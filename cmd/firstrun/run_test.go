@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/firstrun/firstrun/internal/testenv"
 )
 
 // chapterEnv are the chapter's inputs, with a proxy that carries credentials.
@@ -37,21 +39,9 @@ func without(env []string, key string) []string {
 func frRoot(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
-	frPut(t, root, "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent", "", 0o755)
-	frPut(t, root, "/etc/ecs/ecs.config", "ECS_LOGLEVEL=debug\n", 0o644)
+	testenv.WriteFile(t, root, "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent", "", 0o755)
+	testenv.WriteFile(t, root, "/etc/ecs/ecs.config", "ECS_LOGLEVEL=debug\n", 0o644)
 	return root
-}
-
-// frPut writes a file under root.
-func frPut(t *testing.T, root, p, content string, mode os.FileMode) {
-	t.Helper()
-	real := filepath.Join(root, p)
-	if err := os.MkdirAll(filepath.Dir(real), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(real, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // frRead returns a file's content under root, "" and false when it does not exist.
@@ -103,50 +93,9 @@ func frRun(t *testing.T, env []string, args ...string) frResult {
 	return r
 }
 
-// frTree returns every file under root with its content, mode and mtime.
-func frTree(t *testing.T, root string) map[string]string {
-	t.Helper()
-	tree := map[string]string{}
-	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		if fi.IsDir() {
-			tree[rel+"/"] = fi.Mode().String()
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		tree[rel] = fi.Mode().String() + " " + fi.ModTime().Format(time.RFC3339Nano) + "\n" + string(data)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tree
-}
-
-// frSameTree fails the test when two trees differ, naming the paths.
-func frSameTree(t *testing.T, before, after map[string]string) {
-	t.Helper()
-	for p, v := range before {
-		if after[p] != v {
-			t.Errorf("%s changed:\nbefore %q\nafter  %q", p, v, after[p])
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			t.Errorf("%s appeared", p)
-		}
-	}
-}
-
 func TestDryRunShowsChapterFilesAndWritesNothing(t *testing.T) {
 	root := frRoot(t)
-	before := frTree(t, root)
+	before := testenv.Snapshot(t, root)
 	r := frRun(t, chapterEnv, "--root", root, "--dry-run")
 	if r.code != exitOK {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
@@ -169,7 +118,7 @@ func TestDryRunShowsChapterFilesAndWritesNothing(t *testing.T) {
 	if strings.Contains(r.stdout+r.stderr, "p%40ss") {
 		t.Error("the proxy password is shown")
 	}
-	frSameTree(t, before, frTree(t, root))
+	testenv.SameSnapshot(t, before, testenv.Snapshot(t, root))
 }
 
 func TestRunTwiceIsIdempotent(t *testing.T) {
@@ -191,7 +140,7 @@ func TestRunTwiceIsIdempotent(t *testing.T) {
 	}
 	// Let a rewrite show in mtimes, however coarse the filesystem's clock.
 	time.Sleep(20 * time.Millisecond)
-	before := frTree(t, root)
+	before := testenv.Snapshot(t, root)
 	second := frRun(t, chapterEnv, "--root", root)
 	if second.code != exitOK {
 		t.Fatalf("second run: exit %d\n%s", second.code, second.stderr)
@@ -204,7 +153,7 @@ func TestRunTwiceIsIdempotent(t *testing.T) {
 			t.Errorf("second run: %s %s, want unchanged", p, a)
 		}
 	}
-	frSameTree(t, before, frTree(t, root))
+	testenv.SameSnapshot(t, before, testenv.Snapshot(t, root))
 	if d := frRun(t, chapterEnv, "--root", root, "--dry-run"); d.stdout != "" {
 		t.Errorf("dry run after convergence shows a diff:\n%s", d.stdout)
 	}
@@ -255,7 +204,7 @@ func TestProxyRemovedOnRerun(t *testing.T) {
 	}
 	// The user adds a line of their own after the first run.
 	ecs, _ := frRead(t, root, "/etc/ecs/ecs.config")
-	frPut(t, root, "/etc/ecs/ecs.config", ecs+"ECS_RESERVED_MEMORY=256\n", 0o600)
+	testenv.WriteFile(t, root, "/etc/ecs/ecs.config", ecs+"ECS_RESERVED_MEMORY=256\n", 0o600)
 
 	r := frRun(t, without(chapterEnv, "PROXY_URL"), "--root", root)
 	if r.code != exitOK {
@@ -309,7 +258,7 @@ func TestSeedBugs(t *testing.T) {
 	})
 	t.Run("reruns and the seed's duplicates leave one line a key", func(t *testing.T) {
 		root := frRoot(t)
-		frPut(t, root, "/etc/ecs/ecs.config", "ECS_CLUSTER=old\nHTTPS_PROXY=http://old:1\nNO_PROXY=x\nHTTPS_PROXY=http://old:1\nNO_PROXY=x\n", 0o644)
+		testenv.WriteFile(t, root, "/etc/ecs/ecs.config", "ECS_CLUSTER=old\nHTTPS_PROXY=http://old:1\nNO_PROXY=x\nHTTPS_PROXY=http://old:1\nNO_PROXY=x\n", 0o644)
 		for i := 0; i < 3; i++ {
 			if r := frRun(t, chapterEnv, "--root", root); r.code != exitOK {
 				t.Fatalf("run %d: exit %d\n%s", i, r.code, r.stderr)
@@ -326,7 +275,7 @@ func TestSeedBugs(t *testing.T) {
 
 func TestECSSettingsFollowTheirInput(t *testing.T) {
 	root := frRoot(t)
-	frPut(t, root, "/etc/ecs/ecs.config", "ECS_HAND_WRITTEN=yes\n", 0o600)
+	testenv.WriteFile(t, root, "/etc/ecs/ecs.config", "ECS_HAND_WRITTEN=yes\n", 0o600)
 	env := append(without(chapterEnv, "PROXY_URL"), "ECS_ENABLE_CONTAINER_METADATA=true")
 	if r := frRun(t, env, "--root", root); r.code != exitOK {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
@@ -383,7 +332,7 @@ func TestLogAgentSwitchRemovesItsFiles(t *testing.T) {
 func TestNeverRemovesWhatItDidNotWrite(t *testing.T) {
 	root := frRoot(t)
 	p := "/etc/systemd/system/docker.service.d/http-proxy.conf"
-	frPut(t, root, p, "[Service]\nEnvironment=HTTP_PROXY=http://theirs:3128\n", 0o644)
+	testenv.WriteFile(t, root, p, "[Service]\nEnvironment=HTTP_PROXY=http://theirs:3128\n", 0o644)
 	if r := frRun(t, without(chapterEnv, "PROXY_URL"), "--root", root); r.code != exitOK {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
@@ -394,7 +343,7 @@ func TestNeverRemovesWhatItDidNotWrite(t *testing.T) {
 
 func TestEnvFileAndEnvironmentWins(t *testing.T) {
 	root := frRoot(t)
-	frPut(t, root, "/etc/firstrun/firstrun.env", "# from user data\nECS_CLUSTER=from-file\nSTACK_NAME=filestack\nAUTOSCALING_GROUP=\"file-asg\"\nAWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:1338\n", 0o600)
+	testenv.WriteFile(t, root, "/etc/firstrun/firstrun.env", "# from user data\nECS_CLUSTER=from-file\nSTACK_NAME=filestack\nAUTOSCALING_GROUP=\"file-asg\"\nAWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:1338\n", 0o600)
 	r := frRun(t, []string{"ECS_CLUSTER=from-env"}, "--root", root)
 	if r.code != exitOK {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
@@ -450,7 +399,7 @@ func TestApplyFailures(t *testing.T) {
 	})
 	t.Run("a corrupt state file", func(t *testing.T) {
 		root := frRoot(t)
-		frPut(t, root, "/var/lib/firstrun/state.json", "{not json", 0o644)
+		testenv.WriteFile(t, root, "/var/lib/firstrun/state.json", "{not json", 0o644)
 		r := frRun(t, chapterEnv, "--root", root)
 		if r.code != exitApply || !strings.Contains(r.stderr, "state.json") {
 			t.Errorf("exit %d, want %d naming state.json:\n%s", r.code, exitApply, r.stderr)

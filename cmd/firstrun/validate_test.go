@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/firstrun/firstrun/internal/testenv"
 )
 
 // vtValidEnv is a complete, valid set of inputs for a host with the CloudWatch agent
@@ -54,15 +56,7 @@ var vtOldTime = time.Date(2021, 3, 4, 5, 6, 7, 0, time.UTC)
 func vtHostRoot(t *testing.T, extra map[string]string) string {
 	t.Helper()
 	root := t.TempDir()
-	put := func(p, content string, mode os.FileMode) {
-		real := filepath.Join(root, p)
-		if err := os.MkdirAll(filepath.Dir(real), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(real, []byte(content), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
+	put := func(p, content string, mode os.FileMode) { testenv.WriteFile(t, root, p, content, mode) }
 	put("/etc/ecs/ecs.config", "ECS_CLUSTER=old-cluster\nECS_LOGLEVEL=debug\nECS_ENABLE_CONTAINER_METADATA=true\n", 0o644)
 	put("/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent", "#!/bin/sh\nexit 0\n", 0o755)
 	put("/etc/systemd/system/docker.service.d/http-proxy.conf",
@@ -80,77 +74,6 @@ func vtHostRoot(t *testing.T, extra map[string]string) string {
 		t.Fatal(err)
 	}
 	return root
-}
-
-// fileInfo is what snapshot records of one path.
-type fileInfo struct {
-	Mode    fs.FileMode // type bits and permissions
-	ModTime time.Time
-	Content string // file content; link target for a symlink; "" for a directory
-}
-
-// snapshot returns every path under root (root itself as "."), relative to root, with
-// its mode, modification time and content, so that two snapshots taken around a run
-// differ when the run created, changed, removed, re-modded or merely rewrote
-// anything. Symlinks are recorded, not followed.
-func snapshot(t *testing.T, root string) map[string]fileInfo {
-	t.Helper()
-	snap := map[string]fileInfo{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		info := fileInfo{Mode: fi.Mode(), ModTime: fi.ModTime()}
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			info.Content, err = os.Readlink(p)
-		case fi.Mode().IsRegular():
-			var data []byte
-			data, err = os.ReadFile(p)
-			info.Content = string(data)
-		}
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		snap[rel] = info
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return snap
-}
-
-// vtSameSnapshot fails the test for every path created, removed or changed between two
-// snapshots.
-func vtSameSnapshot(t *testing.T, before, after map[string]fileInfo) {
-	t.Helper()
-	for p, b := range before {
-		a, ok := after[p]
-		switch {
-		case !ok:
-			t.Errorf("%s was removed", p)
-		case a.Mode != b.Mode:
-			t.Errorf("%s: mode changed from %v to %v", p, b.Mode, a.Mode)
-		case !a.ModTime.Equal(b.ModTime):
-			t.Errorf("%s: mtime changed from %v to %v", p, b.ModTime, a.ModTime)
-		case a.Content != b.Content:
-			t.Errorf("%s: content changed:\nbefore %q\nafter  %q", p, b.Content, a.Content)
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			t.Errorf("%s was created", p)
-		}
-	}
 }
 
 // vtResult is one in-process run of firstrun.
@@ -305,7 +228,7 @@ func TestBadInputsWriteNothing(t *testing.T) {
 			for _, a := range tc.args {
 				args = append(args, strings.ReplaceAll(a, "ROOT", root))
 			}
-			before := snapshot(t, root)
+			before := testenv.Snapshot(t, root)
 
 			r := vtRun(t, tc.env, args...)
 
@@ -318,7 +241,7 @@ func TestBadInputsWriteNothing(t *testing.T) {
 			if r.stdout != "" {
 				t.Errorf("stdout is not empty: %q", r.stdout)
 			}
-			vtSameSnapshot(t, before, snapshot(t, root))
+			testenv.SameSnapshot(t, before, testenv.Snapshot(t, root))
 		})
 	}
 }
@@ -331,12 +254,12 @@ func TestValidEnvIsAccepted(t *testing.T) {
 		vtEnv("PROXY_URL=http://bob:hunter2@proxy.internal:3128", "FIRSTRUN_NO_PROXY=10.0.0.0/8,.internal", "ECS_LOGLEVEL=info"),
 	} {
 		root := vtHostRoot(t, map[string]string{vtEnvFile: "# comment\nAWS_DEFAULT_REGION=us-east-1\n"})
-		before := snapshot(t, root)
+		before := testenv.Snapshot(t, root)
 		r := vtRun(t, env, "--root", root, "--dry-run")
 		if r.code != exitOK {
 			t.Fatalf("exit code %d, want 0; problems:\n  %s\nstderr:\n%s", r.code, strings.Join(r.problems, "\n  "), r.stderr)
 		}
-		vtSameSnapshot(t, before, snapshot(t, root))
+		testenv.SameSnapshot(t, before, testenv.Snapshot(t, root))
 	}
 }
 
@@ -344,7 +267,7 @@ func TestValidEnvIsAccepted(t *testing.T) {
 // and from the env file, not only the first.
 func TestAllProblemsReportedAtOnce(t *testing.T) {
 	root := vtHostRoot(t, map[string]string{vtEnvFile: "PROXYURL=http://proxy.internal:3128\n"})
-	before := snapshot(t, root)
+	before := testenv.Snapshot(t, root)
 	r := vtRun(t, vtEnv("ECS_CLUSTER=prod cluster", "PROXY_URL=ftp://proxy.internal:21", "STACK_NAME=9lives", "AWS_REGION=US-EAST-1"), "--root", root)
 	if r.code != exitInput {
 		t.Fatalf("exit code %d, want %d; stderr:\n%s", r.code, exitInput, r.stderr)
@@ -363,7 +286,7 @@ func TestAllProblemsReportedAtOnce(t *testing.T) {
 	if len(r.problems) != 5 {
 		t.Errorf("%d problems, want 5:\n  %s", len(r.problems), strings.Join(r.problems, "\n  "))
 	}
-	vtSameSnapshot(t, before, snapshot(t, root))
+	testenv.SameSnapshot(t, before, testenv.Snapshot(t, root))
 }
 
 // vtSecretLeaks are invalid runs whose inputs carry the secret "hunter2": the error
@@ -405,7 +328,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 				files = map[string]string{vtEnvFile: tc.envFile}
 			}
 			root := vtHostRoot(t, files)
-			before := snapshot(t, root)
+			before := testenv.Snapshot(t, root)
 
 			r := vtRun(t, tc.env, "--root", root)
 			if r.code != exitInput {
@@ -427,7 +350,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 			} else if !strings.Contains(out, tc.wantVar) {
 				t.Errorf("console log output does not name %s:\n%s", tc.wantVar, out)
 			}
-			vtSameSnapshot(t, before, snapshot(t, root))
+			testenv.SameSnapshot(t, before, testenv.Snapshot(t, root))
 		})
 	}
 }
@@ -447,7 +370,7 @@ func TestUsageErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := vtHostRoot(t, nil)
-			before := snapshot(t, root)
+			before := testenv.Snapshot(t, root)
 			var args []string
 			for _, a := range tc.args {
 				args = append(args, strings.ReplaceAll(a, "ROOT", root))
@@ -463,7 +386,7 @@ func TestUsageErrors(t *testing.T) {
 			if stdout.Len() != 0 {
 				t.Errorf("stdout is not empty: %q", stdout.String())
 			}
-			vtSameSnapshot(t, before, snapshot(t, root))
+			testenv.SameSnapshot(t, before, testenv.Snapshot(t, root))
 		})
 	}
 }
@@ -481,7 +404,7 @@ func TestHelpAndVersion(t *testing.T) {
 	} {
 		t.Run(tc.flag, func(t *testing.T) {
 			root := vtHostRoot(t, nil)
-			before := snapshot(t, root)
+			before := testenv.Snapshot(t, root)
 			var stdout, stderr bytes.Buffer
 			code := run([]string{"--root", root, tc.flag}, vtEnv("ECS_CLUSTER=bad cluster"), &stdout, &stderr)
 			if code != exitOK {
@@ -495,7 +418,7 @@ func TestHelpAndVersion(t *testing.T) {
 			if stderr.Len() != 0 {
 				t.Errorf("stderr is not empty: %q", stderr.String())
 			}
-			vtSameSnapshot(t, before, snapshot(t, root))
+			testenv.SameSnapshot(t, before, testenv.Snapshot(t, root))
 		})
 	}
 }
@@ -516,7 +439,7 @@ func TestValidRunNeverShowsSecrets(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			root := vtHostRoot(t, nil)
-			before := snapshot(t, root)
+			before := testenv.Snapshot(t, root)
 			r := vtRun(t, tc.env, "--root", root, "--dry-run")
 			if r.code != exitOK {
 				t.Fatalf("exit code %d, want 0; problems: %q", r.code, r.problems)
@@ -527,7 +450,7 @@ func TestValidRunNeverShowsSecrets(t *testing.T) {
 			if out := r.stdout + r.stderr; strings.Contains(out, "hunter2") {
 				t.Errorf("output shows the secret:\n%s", out)
 			}
-			vtSameSnapshot(t, before, snapshot(t, root))
+			testenv.SameSnapshot(t, before, testenv.Snapshot(t, root))
 		})
 	}
 }

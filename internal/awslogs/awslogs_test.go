@@ -3,10 +3,7 @@ package awslogs_test
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,13 +12,10 @@ import (
 	"gopkg.in/ini.v1"
 
 	"github.com/firstrun/firstrun/internal/awslogs"
-	"github.com/firstrun/firstrun/internal/files"
 	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/ with the current output")
 
 // The chapter's names: the stack is microtrader, the group its application ASG.
 const (
@@ -41,41 +35,6 @@ func chapterConfig(agent inputs.LogAgent) inputs.Config {
 		AutoscalingGroup: asg,
 		Region:           region,
 		LogAgent:         agent,
-	}
-}
-
-// dump renders files as text for a golden file: each file under a txtar-like header
-// naming its path and mode, in the order given; "(no files)" when there are none.
-func dump(fl []files.File) []byte {
-	if len(fl) == 0 {
-		return []byte("(no files)\n")
-	}
-	var b bytes.Buffer
-	for _, f := range fl {
-		fmt.Fprintf(&b, "-- %s (mode %#o) --\n", f.Path, f.Mode.Perm())
-		b.Write(f.Content)
-	}
-	return b.Bytes()
-}
-
-// golden compares got with testdata/name.golden, or rewrites the file under -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden file (run go test -update to create it): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run go test -update if the change is intended)\n--- got ---\n%s\n--- want ---\n%s", path, got, want)
 	}
 }
 
@@ -123,7 +82,7 @@ func TestRender(t *testing.T) {
 			if strings.Join(paths, " ") != strings.Join(tt.paths, " ") {
 				t.Errorf("paths = %q, want %q", paths, tt.paths)
 			}
-			golden(t, string(tt.agent), dump(got))
+			testenv.Golden(t, string(tt.agent), testenv.Dump(got))
 		})
 	}
 }

@@ -2,19 +2,15 @@ package ecsconfig_test
 
 import (
 	"bytes"
-	"flag"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/firstrun/firstrun/internal/ecsconfig"
 	"github.com/firstrun/firstrun/internal/inputs"
+	"github.com/firstrun/firstrun/internal/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/ with the current output")
 
 const (
 	// proxyURL carries credentials with a percent-encoded '@': ecs.config holds it as
@@ -47,28 +43,6 @@ func config(t testing.TB, withProxy bool) inputs.Config {
 		cfg.Proxy = u
 	}
 	return cfg
-}
-
-// golden compares got with testdata/name.golden, or rewrites the file under -update.
-// Goldens are byte-exact: CR and a missing final newline matter.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden file (run go test -update to create it): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run go test -update if the change is intended)\n--- got ---\n%q\n--- want ---\n%q", path, got, want)
-	}
 }
 
 // lines splits a file into its lines: on "\n", without the empty string after a final
@@ -251,7 +225,7 @@ func TestMerge(t *testing.T) {
 	for _, c := range mergeCases(t) {
 		t.Run(c.name, func(t *testing.T) {
 			got := merge(t, c)
-			golden(t, c.name, got)
+			testenv.Golden(t, c.name, got)
 
 			if !bytes.HasSuffix(got, []byte("\n")) {
 				t.Errorf("output does not end with a newline: %q", got)

@@ -1,12 +1,8 @@
 package proxy_test
 
 import (
-	"bytes"
-	"flag"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,9 +13,8 @@ import (
 	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/proxy"
+	"github.com/firstrun/firstrun/internal/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/ with the current output")
 
 const (
 	// proxyURL has credentials whose password holds a percent-encoded '@' (p@ss), which
@@ -56,41 +51,6 @@ func proxyConfig(t *testing.T, agent inputs.LogAgent) inputs.Config {
 		AutoscalingGroup: "microtrader-ApplicationAutoscalingGroup-1X2Y",
 		Region:           "us-east-1",
 		LogAgent:         agent,
-	}
-}
-
-// dump renders files as text for a golden file: each file under a txtar-like header
-// naming its path and mode, in the order given; "(no files)" when there are none.
-func dump(fl []files.File) []byte {
-	if len(fl) == 0 {
-		return []byte("(no files)\n")
-	}
-	var b bytes.Buffer
-	for _, f := range fl {
-		fmt.Fprintf(&b, "-- %s (mode %#o) --\n", f.Path, f.Mode.Perm())
-		b.Write(f.Content)
-	}
-	return b.Bytes()
-}
-
-// golden compares got with testdata/name.golden, or rewrites the file under -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("reading golden file (run go test -update to create it): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run go test -update if the change is intended)\n--- got ---\n%s\n--- want ---\n%s", path, got, want)
 	}
 }
 
@@ -133,7 +93,7 @@ func TestRender(t *testing.T) {
 			if strings.Join(paths, " ") != strings.Join(tt.paths, " ") {
 				t.Errorf("paths = %q, want %q", paths, tt.paths)
 			}
-			golden(t, "proxy-"+string(tt.agent), dump(got))
+			testenv.Golden(t, "proxy-"+string(tt.agent), testenv.Dump(got))
 		})
 	}
 }
@@ -146,7 +106,7 @@ func TestNoProxy(t *testing.T) {
 			cfg := proxyConfig(t, agent)
 			cfg.Proxy = nil
 			if got := proxy.Render(cfg); got != nil {
-				t.Errorf("Render = %d files, want nil:\n%s", len(got), dump(got))
+				t.Errorf("Render = %d files, want nil:\n%s", len(got), testenv.Dump(got))
 			}
 			if got := proxy.AgentSettings(cfg); got != nil {
 				t.Errorf("AgentSettings = %v, want nil", got)
