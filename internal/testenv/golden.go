@@ -34,8 +34,11 @@ func Golden(t testing.TB, name string, got []byte) {
 		t.Fatalf("reading golden file (run go test -update to create it): %v", err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run go test -update if the change is intended):\n%s",
-			path, udiff.Unified(path, "got", fmt.Sprintf("%q\n", want)+string(want), fmt.Sprintf("%q\n", got)+string(got)))
+		msg := udiff.Unified(path, "got", string(want), string(got))
+		if bytes.ContainsAny(want, "\r\t") || bytes.ContainsAny(got, "\r\t") {
+			msg += fmt.Sprintf("quoted:\nwant %q\ngot  %q\n", want, got) // invisible differences
+		}
+		t.Errorf("output differs from %s (run go test -update if the change is intended):\n%s", path, msg)
 	}
 }
 
