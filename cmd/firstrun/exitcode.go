@@ -9,6 +9,7 @@ const (
 	exitInput    = 2 // the inputs are invalid: nothing was written
 	exitUsage    = 3 // unknown flag, stray argument, bad flag value
 	exitApply    = 4 // the host's files could not be read or written
+	exitPlatform = 5 // the host is not a platform firstrun targets (Amazon Linux 1)
 )
 
 // exitError carries the exit code of a failure.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/logging"
+	"github.com/firstrun/firstrun/internal/platform"
 	"github.com/firstrun/firstrun/internal/proxy"
 	"github.com/firstrun/firstrun/internal/redact"
 	"github.com/firstrun/firstrun/internal/state"
@@ -95,22 +97,28 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	var showVersion bool
 	fsFlags := flag.NewFlagSet("firstrun", flag.ContinueOnError)
 	fsFlags.SetOutput(io.Discard)
-	fsFlags.StringVar(&o.root, "root", "/", "filesystem root to configure (tests and image builds use another)")
-	fsFlags.StringVar(&o.envFile, "env-file", "", "env file of KEY=value lines (default "+hostpath.EnvFile+" under --root, if it exists)")
+	fsFlags.StringVar(&o.root, "root", "/", "filesystem root `DIR` to configure (tests and image builds use another)")
+	fsFlags.StringVar(&o.envFile, "env-file", "", "env `FILE` of KEY=value lines (default "+hostpath.EnvFile+" under --root, if it exists)")
 	fsFlags.BoolVar(&o.dryRun, "dry-run", false, "print a unified diff of what would change, and change nothing")
-	fsFlags.StringVar(&o.logFormat, "log-format", logging.Console, "log format on stderr: console or json")
+	fsFlags.StringVar(&o.logFormat, "log-format", logging.Console, "log `FORMAT` on stderr: console or json")
 	fsFlags.BoolVar(&showVersion, "version", false, "print the version and exit")
 	usage := func(w io.Writer) {
 		fmt.Fprint(w, usageText)
-		fsFlags.SetOutput(w)
-		fsFlags.PrintDefaults()
-		fsFlags.SetOutput(io.Discard)
+		fsFlags.VisitAll(func(f *flag.Flag) {
+			name, usage := flag.UnquoteUsage(f)
+			fmt.Fprintf(w, "  %s\n      %s", strings.TrimSpace("--"+f.Name+" "+name), usage)
+			if f.DefValue != "" && f.DefValue != "false" {
+				fmt.Fprintf(w, " (default %q)", f.DefValue)
+			}
+			fmt.Fprintln(w)
+		})
 		fmt.Fprint(w, "\nInputs (environment or env file):\n")
 		if err := inputs.Usage(w); err != nil {
 			fmt.Fprintf(w, "  (cannot list inputs: %v)\n", err)
 		}
 		fmt.Fprint(w, "  ECS_*\n      Any other ECS agent setting, written to ecs.config as given.\n")
-		fmt.Fprint(w, "\nExit codes: 0 done, 1 internal error, 2 invalid input (nothing written), 3 usage error, 4 files could not be written.\n")
+		fmt.Fprint(w, "\nExit codes: 0 done, 1 internal error, 2 invalid input (nothing written), 3 usage error,\n"+
+			"4 files could not be read or written, 5 unsupported platform (Amazon Linux 1).\n")
 	}
 	err := fsFlags.Parse(args)
 	switch {
@@ -169,6 +177,14 @@ func (j *job) phases() []phase {
 // resolve reads the env file, the environment and the host's probes and the state
 // file, and validates every input: all problems at once, before anything is written.
 func (j *job) resolve(_ context.Context, log *zap.Logger) error {
+	plat, err := platform.Detect(j.root)
+	if err != nil {
+		return withCode(exitApply, err)
+	}
+	log.Info("platform", zap.String("os", plat.String()))
+	if err := plat.Check(); err != nil {
+		return withCode(exitPlatform, err)
+	}
 	name, data, err := j.readEnvFile()
 	if err != nil {
 		return withCode(exitInput, err)
@@ -189,8 +205,15 @@ func (j *job) resolve(_ context.Context, log *zap.Logger) error {
 		return withCode(exitInput, inputs.Report(problems))
 	}
 	j.cfg = cfg
+	secretInFile := false
 	for _, k := range sortedKeys(raw.Values) {
-		log.Info("input", zap.String("name", k), zap.String("value", redact.Value(k, raw.Values[k])), zap.String("source", string(raw.Sources[k])))
+		v := raw.Values[k]
+		shown := redact.Value(k, v)
+		log.Info("input", zap.String("name", k), zap.String("value", shown), zap.String("source", string(raw.Sources[k])))
+		secretInFile = secretInFile || (raw.Sources[k] == inputs.FromEnvFile && shown != v)
+	}
+	if fi, err := os.Stat(name); secretInFile && err == nil && fi.Mode().Perm()&0o004 != 0 {
+		log.Warn("the env file holds a secret and any local user can read it: chmod 600 it", zap.String("env_file", name), zap.String("mode", fmt.Sprintf("%04o", fi.Mode().Perm())))
 	}
 	log.Info("log agent", zap.String("agent", string(cfg.LogAgent)), zap.Bool("cloudwatch_agent_installed", probe.CloudWatchAgent), zap.Bool("awslogs_installed", probe.Awslogs))
 

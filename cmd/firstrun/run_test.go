@@ -406,3 +406,49 @@ func TestApplyFailures(t *testing.T) {
 		}
 	})
 }
+
+func TestPlatform(t *testing.T) {
+	t.Run("Amazon Linux 1 is refused, nothing written", func(t *testing.T) {
+		root := frRoot(t)
+		testenv.WriteFile(t, root, "/etc/os-release", "NAME=\"Amazon Linux AMI\"\nID=\"amzn\"\nVERSION_ID=\"2018.03\"\nPRETTY_NAME=\"Amazon Linux AMI 2018.03\"\n", 0o644)
+		before := testenv.Snapshot(t, root)
+		r := frRun(t, chapterEnv, "--root", root)
+		if r.code != exitPlatform || !strings.Contains(r.stderr, "Amazon Linux 1") || !strings.Contains(r.stderr, "no systemd") {
+			t.Errorf("exit %d, want %d saying why:\n%s", r.code, exitPlatform, r.stderr)
+		}
+		testenv.SameSnapshot(t, before, testenv.Snapshot(t, root))
+	})
+	t.Run("Amazon Linux 2023 is logged", func(t *testing.T) {
+		root := frRoot(t)
+		testenv.WriteFile(t, root, "/etc/os-release", "ID=\"amzn\"\nVERSION_ID=\"2023\"\nPRETTY_NAME=\"Amazon Linux 2023.6.20241212\"\n", 0o644)
+		r := frRun(t, chapterEnv, "--root", root)
+		if r.code != exitOK || !strings.Contains(r.stderr, `"os":"Amazon Linux 2023.6.20241212"`) {
+			t.Errorf("exit %d:\n%s", r.code, r.stderr)
+		}
+	})
+}
+
+func TestWorldReadableEnvFileWithSecretWarns(t *testing.T) {
+	for _, tc := range []struct {
+		content string
+		mode    os.FileMode
+		warn    bool
+	}{
+		{"ECS_CLUSTER=c\nPROXY_URL=http://bob:hunter2@proxy:3128\n", 0o644, true},
+		{"ECS_CLUSTER=c\nPROXY_URL=http://bob:hunter2@proxy:3128\n", 0o600, false},
+		{"ECS_CLUSTER=c\nPROXY_URL=http://proxy:3128\n", 0o644, false},
+	} {
+		root := frRoot(t)
+		testenv.WriteFile(t, root, "/etc/firstrun/firstrun.env", tc.content, tc.mode)
+		r := frRun(t, []string{"FIRSTRUN_LOG_AGENT=none"}, "--root", root)
+		if r.code != exitOK {
+			t.Fatalf("exit %d:\n%s", r.code, r.stderr)
+		}
+		if got := strings.Contains(r.stderr, "chmod 600"); got != tc.warn {
+			t.Errorf("%q mode %04o: warned %v, want %v", tc.content, tc.mode, got, tc.warn)
+		}
+		if strings.Contains(r.stderr, "hunter2") {
+			t.Error("the password is logged")
+		}
+	}
+}
