@@ -60,12 +60,17 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 	}
 	defer log.Sync() //nolint:errcheck // stderr cannot be synced on every system
 
+	j := &job{opts: opts, env: env, root: hostpath.Root(opts.root), stdout: stdout, stderr: stderr, newWriter: realWriter}
+	return j.run(log)
+}
+
+// run runs the job's phases in order, logging each with its duration, and returns the
+// exit code.
+func (j *job) run(log *zap.Logger) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-
-	j := &job{opts: opts, env: env, root: hostpath.Root(opts.root), stdout: stdout}
 	start := time.Now()
-	log.Info("firstrun starting", zap.String("version", version), zap.String("root", opts.root), zap.Bool("dry_run", opts.dryRun))
+	log.Info("firstrun starting", zap.String("version", version), zap.String("root", j.opts.root), zap.Bool("dry_run", j.opts.dryRun))
 	for _, p := range j.phases() {
 		plog := log.With(zap.String("phase", p.name))
 		t0 := time.Now()
@@ -78,9 +83,9 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 				plog.Error("phase failed", zap.Duration("duration", time.Since(t0)), zap.Error(err))
 			}
 			log.Error("firstrun failed", zap.Int("exit_code", code), zap.Duration("duration", time.Since(start)))
-			if opts.logFormat == logging.Console {
+			if j.opts.logFormat == logging.Console {
 				// Console logs escape newlines; say it once more, readably, for people.
-				fmt.Fprintf(stderr, "\nfirstrun: %v\n", err)
+				fmt.Fprintf(j.stderr, "\nfirstrun: %v\n", err)
 			}
 			return code
 		}
@@ -157,14 +162,27 @@ type job struct {
 	env    []string
 	root   hostpath.Root
 	stdout io.Writer
+	stderr io.Writer
+
+	// newWriter returns the file writer (files.NewWriter; tests wrap it to fail).
+	newWriter func(hostpath.Root) fileWriter
 
 	cfg     inputs.Config
 	prev    state.State // what earlier runs owned
 	want    []files.File
 	owned   state.State // what this run owns
-	writer  *files.Writer
+	writer  fileWriter
 	changes []files.Change
 }
+
+// fileWriter plans and applies file changes: *files.Writer.
+type fileWriter interface {
+	Plan(want []files.File, remove []string) ([]files.Change, error)
+	Apply(changes []files.Change) error
+}
+
+// realWriter is the production fileWriter.
+func realWriter(root hostpath.Root) fileWriter { return files.NewWriter(root) }
 
 func (j *job) phases() []phase {
 	return []phase{
@@ -278,7 +296,7 @@ func (j *job) render(_ context.Context, log *zap.Logger) error {
 // run's after, so that a crash in between never leaves a file firstrun wrote but no
 // longer knows it owns.
 func (j *job) apply(_ context.Context, log *zap.Logger) error {
-	j.writer = files.NewWriter(j.root)
+	j.writer = j.newWriter(j.root)
 	changes, err := j.writer.Plan(j.want, j.prev.Stale(j.want))
 	if err != nil {
 		return withCode(exitApply, err)
