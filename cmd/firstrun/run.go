@@ -192,8 +192,9 @@ func (j *job) phases() []phase {
 	}
 }
 
-// resolve reads the env file, the environment and the host's probes and the state
-// file, and validates every input: all problems at once, before anything is written.
+// resolve checks the platform, reads the env file, the environment, the host's probes
+// and the state file, and validates every input: all problems at once, before anything
+// is written.
 func (j *job) resolve(_ context.Context, log *zap.Logger) error {
 	plat, err := platform.Detect(j.root)
 	if err != nil {
@@ -223,16 +224,7 @@ func (j *job) resolve(_ context.Context, log *zap.Logger) error {
 		return withCode(exitInput, inputs.Report(problems))
 	}
 	j.cfg = cfg
-	secretInFile := false
-	for _, k := range sortedKeys(raw.Values) {
-		v := raw.Values[k]
-		shown := redact.Value(k, v)
-		log.Info("input", zap.String("name", k), zap.String("value", shown), zap.String("source", string(raw.Sources[k])))
-		secretInFile = secretInFile || (raw.Sources[k] == inputs.FromEnvFile && shown != v)
-	}
-	if fi, err := os.Stat(name); secretInFile && err == nil && fi.Mode().Perm()&0o004 != 0 {
-		log.Warn("the env file holds a secret and any local user can read it: chmod 600 it", zap.String("env_file", name), zap.String("mode", fmt.Sprintf("%04o", fi.Mode().Perm())))
-	}
+	logInputs(log, raw, name)
 	log.Info("log agent", zap.String("agent", string(cfg.LogAgent)), zap.Bool("cloudwatch_agent_installed", probe.CloudWatchAgent), zap.Bool("awslogs_installed", probe.Awslogs))
 
 	prev, err := j.readState()
@@ -241,6 +233,23 @@ func (j *job) resolve(_ context.Context, log *zap.Logger) error {
 	}
 	j.prev = prev
 	return nil
+}
+
+// logInputs logs every input given, redacted, with where it came from, and warns when
+// the env file holds a secret (something redaction hides) yet every local user can
+// read it.
+func logInputs(log *zap.Logger, raw inputs.Raw, envFile string) {
+	secretInFile := false
+	for _, k := range sortedKeys(raw.Values) {
+		v := raw.Values[k]
+		shown := redact.Value(k, v)
+		log.Info("input", zap.String("name", k), zap.String("value", shown), zap.String("source", string(raw.Sources[k])))
+		secretInFile = secretInFile || (raw.Sources[k] == inputs.FromEnvFile && shown != v)
+	}
+	if fi, err := os.Stat(envFile); secretInFile && err == nil && fi.Mode().Perm()&0o004 != 0 {
+		log.Warn("the env file holds a secret and any local user can read it: chmod 600 it",
+			zap.String("env_file", envFile), zap.String("mode", fmt.Sprintf("%04o", fi.Mode().Perm())))
+	}
 }
 
 // readEnvFile returns the env file's name and content; nil content when the default
