@@ -63,168 +63,211 @@ const asgNameMax = 255
 
 // Validate checks raw inputs and returns the Config, or every problem at once.
 func Validate(raw Raw, probe Probe) (Config, error) {
-	var r Report
-	add := func(v, format string, a ...any) { r = append(r, Problem{Var: v, Msg: fmt.Sprintf(format, a...)}) }
-	shown := func(k string) string { return strconv.Quote(redact.Value(k, raw.Values[k])) }
-
-	// No control character, newline included, and valid UTF-8, in any value: a
-	// newline would inject a line into ecs.config or a unit file.
-	bad := map[string]bool{}
-	for _, k := range sortedKeys(raw.Values) {
-		v := raw.Values[k]
-		if !utf8.ValidString(v) {
-			add(k, "is not valid UTF-8 (got %s)", shown(k))
-			bad[k] = true
-			continue
-		}
-		if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
-			add(k, "must not contain control characters such as newline, carriage return, tab or NUL (found %U at byte %d of %s)", []rune(v[i:])[0], i, shown(k))
-			bad[k] = true
-		}
-	}
-	for k := range raw.Values {
-		if strings.HasPrefix(k, "FIRSTRUN_") && !isSpecKey(k) {
-			add(k, "is not a firstrun setting (known: FIRSTRUN_LOG_AGENT, FIRSTRUN_NO_PROXY)")
-		}
-	}
-
+	v := newValidator(raw)
 	spec, err := decode(raw.Values)
 	if err != nil {
-		add("inputs", "%v", err)
+		v.add("inputs", "%v", err)
 	}
-	cfg := Config{Sources: raw.Sources}
-	ok := func(k string) bool { return !bad[k] }
+	cfg := Config{
+		Sources:     raw.Sources,
+		Cluster:     v.cluster(spec.Cluster),
+		Proxy:       v.proxy(spec.ProxyURL),
+		NoProxy:     v.noProxy(spec.NoProxy),
+		Region:      v.region(spec.Region, spec.DefaultRegion),
+		LogAgent:    v.logAgent(spec.LogAgent, probe),
+		ECSSettings: v.ecsSettings(),
+	}
+	cfg.StackName, cfg.AutoscalingGroup = v.logGroupParts(spec.StackName, spec.AutoscalingGroup, cfg.LogAgent)
+	if cfg.LogAgent == LogAgentAwslogs && spec.Region == "" && spec.DefaultRegion == "" && v.ok("AWS_REGION") && v.ok("AWS_DEFAULT_REGION") {
+		v.add("AWS_REGION", "is required with the awslogs agent (or AWS_DEFAULT_REGION): it goes into awscli.conf")
+	}
+	if len(v.report) > 0 {
+		sort.SliceStable(v.report, func(i, j int) bool { return v.report[i].Var < v.report[j].Var })
+		return Config{}, v.report
+	}
+	return cfg, nil
+}
 
-	// ECS_CLUSTER
-	switch c := spec.Cluster; {
-	case !ok("ECS_CLUSTER"):
+// validator collects problems. Each method checks one input and returns its value,
+// or the zero value when it is invalid or absent.
+type validator struct {
+	raw    Raw
+	bad    map[string]bool // values already reported as unusable
+	report Report
+}
+
+// newValidator makes the checks that hold for every value: valid UTF-8 and no control
+// character, newline included (a newline would inject a line into ecs.config or a
+// unit file), and no unknown FIRSTRUN_ variable.
+func newValidator(raw Raw) *validator {
+	v := &validator{raw: raw, bad: map[string]bool{}}
+	for _, k := range sortedKeys(raw.Values) {
+		val := raw.Values[k]
+		switch {
+		case !utf8.ValidString(val):
+			v.add(k, "is not valid UTF-8 (got %s)", v.shown(k))
+			v.bad[k] = true
+		case strings.ContainsFunc(val, unicode.IsControl):
+			i := strings.IndexFunc(val, unicode.IsControl)
+			v.add(k, "must not contain control characters such as newline, carriage return, tab or NUL (found %U at byte %d of %s)", []rune(val[i:])[0], i, v.shown(k))
+			v.bad[k] = true
+		}
+		if strings.HasPrefix(k, "FIRSTRUN_") && !isSpecKey(k) {
+			v.add(k, "is not a firstrun setting (known: FIRSTRUN_LOG_AGENT, FIRSTRUN_NO_PROXY)")
+		}
+	}
+	return v
+}
+
+func (v *validator) add(key, format string, a ...any) {
+	v.report = append(v.report, Problem{Var: key, Msg: fmt.Sprintf(format, a...)})
+}
+
+// shown quotes a value for a message, secrets redacted.
+func (v *validator) shown(key string) string {
+	return strconv.Quote(redact.Value(key, v.raw.Values[key]))
+}
+
+// ok reports whether key's value has not been found unusable already.
+func (v *validator) ok(key string) bool { return !v.bad[key] }
+
+func (v *validator) cluster(c string) string {
+	switch {
+	case !v.ok("ECS_CLUSTER"):
 	case c == "":
-		add("ECS_CLUSTER", "is required: the name or ARN of the cluster to join")
+		v.add("ECS_CLUSTER", "is required: the name or ARN of the cluster to join")
 	case clusterName.MatchString(c) || clusterARN.MatchString(c):
-		cfg.Cluster = c
+		return c
 	default:
-		add("ECS_CLUSTER", "must be 1-255 letters, digits, hyphens and underscores, or a cluster ARN arn:aws:ecs:REGION:ACCOUNT:cluster/NAME (got %s)", shown("ECS_CLUSTER"))
+		v.add("ECS_CLUSTER", "must be 1-255 letters, digits, hyphens and underscores, or a cluster ARN arn:aws:ecs:REGION:ACCOUNT:cluster/NAME (got %s)", v.shown("ECS_CLUSTER"))
 	}
+	return ""
+}
 
-	// PROXY_URL
-	if p := spec.ProxyURL; p != "" && ok("PROXY_URL") {
-		u, msg := parseProxy(p)
-		if msg != "" {
-			add("PROXY_URL", "%s (got %s)", msg, shown("PROXY_URL"))
-		} else {
-			cfg.Proxy = u
+func (v *validator) proxy(p string) *url.URL {
+	if p == "" || !v.ok("PROXY_URL") {
+		return nil
+	}
+	u, msg := parseProxy(p)
+	if msg != "" {
+		v.add("PROXY_URL", "%s (got %s)", msg, v.shown("PROXY_URL"))
+	}
+	return u
+}
+
+func (v *validator) noProxy(np string) []string {
+	if !v.ok("FIRSTRUN_NO_PROXY") {
+		return nil
+	}
+	var out []string
+	for _, e := range strings.Split(np, ",") {
+		e = strings.TrimSpace(e)
+		switch {
+		case e == "":
+		case !noProxyEntry.MatchString(e):
+			v.add("FIRSTRUN_NO_PROXY", "entry %q must be a host, domain, IP address, CIDR or path (letters, digits and . - _ : / * [ ] only)", e)
+		default:
+			out = append(out, e)
 		}
 	}
+	return out
+}
 
-	// FIRSTRUN_NO_PROXY
-	if np := spec.NoProxy; np != "" && ok("FIRSTRUN_NO_PROXY") {
-		for _, e := range strings.Split(np, ",") {
-			e = strings.TrimSpace(e)
-			if e == "" {
-				continue
-			}
-			if !noProxyEntry.MatchString(e) {
-				add("FIRSTRUN_NO_PROXY", "entry %q must be a host, domain, IP address, CIDR or path (letters, digits and . - _ : / * [ ] only)", e)
-				continue
-			}
-			cfg.NoProxy = append(cfg.NoProxy, e)
-		}
-	}
-
-	// Region
-	reg, regKey := spec.Region, "AWS_REGION"
+// region returns AWS_REGION, or else AWS_DEFAULT_REGION; the two may not disagree.
+func (v *validator) region(reg, defaultReg string) string {
+	key := "AWS_REGION"
 	if reg == "" {
-		reg, regKey = spec.DefaultRegion, "AWS_DEFAULT_REGION"
-	} else if spec.DefaultRegion != "" && spec.DefaultRegion != reg && ok("AWS_DEFAULT_REGION") && ok("AWS_REGION") {
-		add("AWS_DEFAULT_REGION", "disagrees with AWS_REGION (%s vs %s): give one, or the same in both", shown("AWS_DEFAULT_REGION"), shown("AWS_REGION"))
+		reg, key = defaultReg, "AWS_DEFAULT_REGION"
+	} else if defaultReg != "" && defaultReg != reg && v.ok("AWS_DEFAULT_REGION") && v.ok("AWS_REGION") {
+		v.add("AWS_DEFAULT_REGION", "disagrees with AWS_REGION (%s vs %s): give one, or the same in both", v.shown("AWS_DEFAULT_REGION"), v.shown("AWS_REGION"))
 	}
-	if reg != "" && ok(regKey) {
-		if region.MatchString(reg) {
-			cfg.Region = reg
-		} else {
-			add(regKey, "must be a region code such as us-east-1 (got %s)", shown(regKey))
-		}
+	switch {
+	case reg == "" || !v.ok(key):
+	case region.MatchString(reg):
+		return reg
+	default:
+		v.add(key, "must be a region code such as us-east-1 (got %s)", v.shown(key))
 	}
+	return ""
+}
 
-	// Log agent
-	switch LogAgent(spec.LogAgent) {
+// logAgent resolves FIRSTRUN_LOG_AGENT, auto by what is installed.
+func (v *validator) logAgent(agent string, probe Probe) LogAgent {
+	switch LogAgent(agent) {
 	case LogAgentAuto:
 		switch {
 		case probe.CloudWatchAgent:
-			cfg.LogAgent = LogAgentCloudWatch
+			return LogAgentCloudWatch
 		case probe.Awslogs:
-			cfg.LogAgent = LogAgentAwslogs
-		default:
-			cfg.LogAgent = LogAgentNone
+			return LogAgentAwslogs
 		}
+		return LogAgentNone
 	case LogAgentCloudWatch, LogAgentAwslogs, LogAgentNone:
-		cfg.LogAgent = LogAgent(spec.LogAgent)
-	default:
-		if ok("FIRSTRUN_LOG_AGENT") {
-			add("FIRSTRUN_LOG_AGENT", "must be one of auto, cloudwatch, awslogs, none (got %s)", shown("FIRSTRUN_LOG_AGENT"))
-		}
+		return LogAgent(agent)
 	}
+	if v.ok("FIRSTRUN_LOG_AGENT") {
+		v.add("FIRSTRUN_LOG_AGENT", "must be one of auto, cloudwatch, awslogs, none (got %s)", v.shown("FIRSTRUN_LOG_AGENT"))
+	}
+	return ""
+}
 
-	// STACK_NAME, AUTOSCALING_GROUP: required for a log agent, and must compose valid
-	// log group names.
-	needLogs := cfg.LogAgent == LogAgentCloudWatch || cfg.LogAgent == LogAgentAwslogs
-	stackOK, asgOK := false, false
-	if s := spec.StackName; s != "" && ok("STACK_NAME") {
-		if stackName.MatchString(s) {
-			stackOK = true
-		} else {
-			add("STACK_NAME", "must start with a letter and hold only letters, digits and hyphens, at most 128 characters (CloudFormation's rule) (got %s)", shown("STACK_NAME"))
-		}
-	} else if s == "" && needLogs {
-		add("STACK_NAME", "is required with the %s log agent: it composes the log group names (or set FIRSTRUN_LOG_AGENT=none)", cfg.LogAgent)
+// logGroupParts checks STACK_NAME and AUTOSCALING_GROUP, each on its own, so that one
+// run reports both. They are required with a log agent. Within their own limits they
+// always compose log group names within CloudWatch Logs' 512 characters (logsources'
+// TestGroupNamesFitCloudWatchLogs).
+func (v *validator) logGroupParts(stack, asg string, agent LogAgent) (string, string) {
+	need := agent == LogAgentCloudWatch || agent == LogAgentAwslogs
+	required := func(key string) {
+		v.add(key, "is required with the %s log agent: it composes the log group names (or set FIRSTRUN_LOG_AGENT=none)", agent)
 	}
-	if a := spec.AutoscalingGroup; a != "" && ok("AUTOSCALING_GROUP") {
-		switch {
-		case utf8.RuneCountInString(a) > asgNameMax:
-			add("AUTOSCALING_GROUP", "must be at most %d characters (got %d)", asgNameMax, utf8.RuneCountInString(a))
-		case !logGroupName.MatchString(a):
-			add("AUTOSCALING_GROUP", "goes into log group names and breaks CloudWatch Logs' rule: only letters, digits and _ - / . # (got %s)", shown("AUTOSCALING_GROUP"))
-		default:
-			asgOK = true
-		}
-	} else if a == "" && needLogs {
-		add("AUTOSCALING_GROUP", "is required with the %s log agent: it composes the log group names (or set FIRSTRUN_LOG_AGENT=none)", cfg.LogAgent)
+	switch {
+	case stack == "" && need:
+		required("STACK_NAME")
+	case stack == "" || !v.ok("STACK_NAME"):
+	case !stackName.MatchString(stack):
+		v.add("STACK_NAME", "must start with a letter and hold only letters, digits and hyphens, at most 128 characters (CloudFormation's rule) (got %s)", v.shown("STACK_NAME"))
+		stack = ""
 	}
-	// With both within their limits, every composed log group name is within CloudWatch
-	// Logs' 512 characters (logsources' TestGroupNamesFitCloudWatchLogs).
-	if stackOK {
-		cfg.StackName = spec.StackName
+	switch n := utf8.RuneCountInString(asg); {
+	case asg == "" && need:
+		required("AUTOSCALING_GROUP")
+	case asg == "" || !v.ok("AUTOSCALING_GROUP"):
+	case n > asgNameMax:
+		v.add("AUTOSCALING_GROUP", "must be at most %d characters (got %d)", asgNameMax, n)
+		asg = ""
+	case !logGroupName.MatchString(asg):
+		v.add("AUTOSCALING_GROUP", "goes into log group names and breaks CloudWatch Logs' rule: only letters, digits and _ - / . # (got %s)", v.shown("AUTOSCALING_GROUP"))
+		asg = ""
 	}
-	if asgOK {
-		cfg.AutoscalingGroup = spec.AutoscalingGroup
+	if !v.ok("STACK_NAME") {
+		stack = ""
 	}
-	if cfg.LogAgent == LogAgentAwslogs && cfg.Region == "" && ok("AWS_REGION") && ok("AWS_DEFAULT_REGION") && spec.Region == "" && spec.DefaultRegion == "" {
-		add("AWS_REGION", "is required with the awslogs agent (or AWS_DEFAULT_REGION): it goes into awscli.conf")
+	if !v.ok("AUTOSCALING_GROUP") {
+		asg = ""
 	}
+	return stack, asg
+}
 
-	// Other ECS_* settings, passed to the agent as given.
-	for _, k := range sortedKeys(raw.Values) {
-		if !strings.HasPrefix(k, "ECS_") || k == "ECS_CLUSTER" || !ok(k) {
+// ecsSettings returns the other ECS_* variables, passed to the agent as given.
+func (v *validator) ecsSettings() []Setting {
+	var out []Setting
+	for _, k := range sortedKeys(v.raw.Values) {
+		if !strings.HasPrefix(k, "ECS_") || k == "ECS_CLUSTER" || !v.ok(k) {
 			continue
 		}
-		v := raw.Values[k]
+		val := v.raw.Values[k]
 		switch {
 		case !ecsKey.MatchString(k):
-			add(k, "is not an ECS agent setting name (ECS_ followed by upper-case letters, digits and _)")
-		case strings.TrimSpace(v) != v:
-			add(k, "must not start or end with white space: ecs-init trims it (got %s)", shown(k))
-		case len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0]:
-			add(k, "must not be quoted: ecs-init reads quotes literally while systemd strips them (got %s)", shown(k))
+			v.add(k, "is not an ECS agent setting name (ECS_ followed by upper-case letters, digits and _)")
+		case strings.TrimSpace(val) != val:
+			v.add(k, "must not start or end with white space: ecs-init trims it (got %s)", v.shown(k))
+		case len(val) >= 2 && (val[0] == '"' || val[0] == '\'') && val[len(val)-1] == val[0]:
+			v.add(k, "must not be quoted: ecs-init reads quotes literally while systemd strips them (got %s)", v.shown(k))
 		default:
-			cfg.ECSSettings = append(cfg.ECSSettings, Setting{Key: k, Value: v})
+			out = append(out, Setting{Key: k, Value: val})
 		}
 	}
-
-	if len(r) > 0 {
-		sort.SliceStable(r, func(i, j int) bool { return r[i].Var < r[j].Var })
-		return Config{}, r
-	}
-	return cfg, nil
+	return out
 }
 
 // parseProxy normalises a proxy URL; a bare host:port gets http://. It returns a
