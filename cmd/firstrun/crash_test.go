@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"io"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/firstrun/firstrun/internal/files"
 	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/state"
+	"github.com/firstrun/firstrun/internal/testenv"
 )
 
 // failingWriter is the real writer that fails, as a crash would stop it, at the first
@@ -43,7 +45,7 @@ func runWith(t *testing.T, root string, env []string, failAt files.Action) int {
 		stdout: io.Discard, stderr: io.Discard,
 		newWriter: func(r hostpath.Root) fileWriter { return &failingWriter{Writer: files.NewWriter(r), failAt: failAt} },
 	}
-	return j.run(zap.NewNop())
+	return j.run(context.Background(), zap.NewNop())
 }
 
 // ownedOnDisk returns the files the state file on disk says firstrun owns.
@@ -102,4 +104,19 @@ func TestStopMidApplyForgetsNothing(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSignalStopsBetweenPhases: a run whose context is cancelled (SIGTERM) stops
+// before the next phase with its own exit code, and writes nothing it had not begun.
+func TestSignalStopsBetweenPhases(t *testing.T) {
+	root := frRoot(t)
+	before := testenv.Snapshot(t, root)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	j := &job{opts: options{root: root}, env: chapterEnv, root: hostpath.Root(root),
+		stdout: io.Discard, stderr: io.Discard, newWriter: realWriter}
+	if code := j.run(ctx, zap.NewNop()); code != exitInterrupted {
+		t.Errorf("exit %d, want %d", code, exitInterrupted)
+	}
+	testenv.SameSnapshot(t, before, testenv.Snapshot(t, root))
 }

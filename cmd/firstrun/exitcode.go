@@ -4,12 +4,13 @@ import "errors"
 
 // Exit codes, documented in README.md ("Exit codes"). Each failure class has its own.
 const (
-	exitOK       = 0 // everything done (or, with --dry-run, planned)
-	exitInternal = 1 // a bug or an unexpected failure
-	exitInput    = 2 // the inputs are invalid: nothing was written
-	exitUsage    = 3 // unknown flag, stray argument, bad flag value
-	exitApply    = 4 // the host's files could not be read or written
-	exitPlatform = 5 // the host is not a platform firstrun targets (Amazon Linux 1)
+	exitOK          = 0 // everything done (or, with --dry-run, planned)
+	exitInternal    = 1 // a bug or an unexpected failure
+	exitInput       = 2 // the inputs are invalid: nothing was written
+	exitUsage       = 3 // unknown flag, stray argument, bad flag value
+	exitApply       = 4 // the host's files could not be read or written
+	exitPlatform    = 5 // the host is not a platform firstrun targets (Amazon Linux 1)
+	exitInterrupted = 6 // SIGTERM or SIGINT stopped the run between two phases
 )
 
 // exitError carries the exit code of a failure.

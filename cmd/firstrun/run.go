@@ -60,21 +60,29 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 	}
 	defer log.Sync() //nolint:errcheck // stderr cannot be synced on every system
 
+	// SIGTERM or SIGINT stops the run between phases; a phase under way finishes (every
+	// file write is atomic) or, when it waits, returns at once through the context.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 	j := &job{opts: opts, env: env, root: hostpath.Root(opts.root), stdout: stdout, stderr: stderr, newWriter: realWriter}
-	return j.run(log)
+	return j.run(ctx, log)
 }
 
 // run runs the job's phases in order, logging each with its duration, and returns the
 // exit code.
-func (j *job) run(log *zap.Logger) int {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
+func (j *job) run(ctx context.Context, log *zap.Logger) int {
 	start := time.Now()
 	log.Info("firstrun starting", zap.String("version", version), zap.String("root", j.opts.root), zap.Bool("dry_run", j.opts.dryRun))
 	for _, p := range j.phases() {
 		plog := log.With(zap.String("phase", p.name))
 		t0 := time.Now()
-		if err := p.run(ctx, plog); err != nil {
+		err := ctx.Err()
+		if err != nil {
+			err = withCode(exitInterrupted, fmt.Errorf("stopped by a signal before phase %s: %w", p.name, err))
+		} else {
+			err = p.run(ctx, plog)
+		}
+		if err != nil {
 			code := codeOf(err)
 			var report inputs.Report
 			if errors.As(err, &report) {
@@ -123,7 +131,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 		}
 		fmt.Fprint(w, "  ECS_*\n      Any other ECS agent setting, written to ecs.config as given.\n")
 		fmt.Fprint(w, "\nExit codes: 0 done, 1 internal error, 2 invalid input (nothing written), 3 usage error,\n"+
-			"4 files could not be read or written, 5 unsupported platform (Amazon Linux 1).\n")
+			"4 files could not be read or written, 5 unsupported platform (Amazon Linux 1), 6 stopped by a signal.\n")
 	}
 	err := fsFlags.Parse(args)
 	switch {
