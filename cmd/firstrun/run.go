@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/signal"
 	"slices"
@@ -248,7 +249,7 @@ func (j *job) resolve(_ context.Context, log *zap.Logger) error {
 // read it.
 func logInputs(log *zap.Logger, raw inputs.Raw, envFile string) {
 	secretInFile := false
-	for _, k := range sortedKeys(raw.Values) {
+	for _, k := range slices.Sorted(maps.Keys(raw.Values)) {
 		v := raw.Values[k]
 		shown := redact.Value(k, v)
 		log.Info("input", zap.String("name", k), zap.String("value", shown), zap.String("source", string(raw.Sources[k])))
@@ -365,13 +366,4 @@ func (j *job) writeState(s state.State) error {
 func exists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

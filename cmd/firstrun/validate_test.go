@@ -25,25 +25,8 @@ var vtValidEnv = []string{
 	"HOME=/root",
 }
 
-// vtEnv returns vtValidEnv changed: "KEY=value" sets KEY (replacing it if present),
-// "-KEY" removes it.
-func vtEnv(changes ...string) []string {
-	env := append([]string(nil), vtValidEnv...)
-	for _, c := range changes {
-		key, _, _ := strings.Cut(strings.TrimPrefix(c, "-"), "=")
-		kept := env[:0]
-		for _, kv := range env {
-			if !strings.HasPrefix(kv, key+"=") {
-				kept = append(kept, kv)
-			}
-		}
-		env = kept
-		if !strings.HasPrefix(c, "-") {
-			env = append(env, c)
-		}
-	}
-	return env
-}
+// vtEnv returns vtValidEnv changed as withEnv says.
+func vtEnv(changes ...string) []string { return withEnv(vtValidEnv, changes...) }
 
 // vtOldTime is the modification time of every file of a test root: far enough in the
 // past that any write during the test shows as a changed mtime.

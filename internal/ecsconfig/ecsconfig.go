@@ -22,7 +22,7 @@ import (
 const Mode = 0o600
 
 // fixedKeys are managed on every run: a rerun without a proxy removes the proxy keys.
-var fixedKeys = []string{"ECS_CLUSTER", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}
+var fixedKeys = append([]string{"ECS_CLUSTER"}, proxy.AgentKeys...)
 
 // Settings returns the settings firstrun wants in ecs.config, in file order:
 // ECS_CLUSTER, the other ECS_* inputs by key, then the proxy settings.

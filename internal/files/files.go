@@ -103,14 +103,9 @@ func (w *Writer) Plan(want []File, remove []string) ([]Change, error) {
 			return nil, err
 		}
 		c := Change{Path: f.Path, Old: old, OldMode: oldMode, Mode: f.Mode.Perm()}
+		c.New = f.Content
 		if f.Merge != nil {
-			if exists {
-				c.New = f.Merge(old)
-			} else {
-				c.New = f.Merge(nil)
-			}
-		} else {
-			c.New = f.Content
+			c.New = f.Merge(old) // old is nil when the file does not exist
 		}
 		switch {
 		case !exists:

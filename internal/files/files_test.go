@@ -1,4 +1,4 @@
-package files
+package files_test
 
 import (
 	"errors"
@@ -9,29 +9,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firstrun/firstrun/internal/files"
 	"github.com/firstrun/firstrun/internal/hostpath"
+	"github.com/firstrun/firstrun/internal/testenv"
 )
 
-// newRoot returns a Writer over a fresh temporary root.
-func newRoot(t *testing.T) (*Writer, string) {
+// newRoot returns a files.Writer over a fresh temporary root.
+func newRoot(t *testing.T) (*files.Writer, string) {
 	t.Helper()
 	dir := t.TempDir()
-	return NewWriter(hostpath.Root(dir)), dir
-}
-
-// put creates a file under root with content and mode, making its directories.
-func put(t *testing.T, root, p, content string, mode fs.FileMode) {
-	t.Helper()
-	real := filepath.Join(root, p)
-	if err := os.MkdirAll(filepath.Dir(real), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(real, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(real, mode); err != nil {
-		t.Fatal(err)
-	}
+	return files.NewWriter(hostpath.Root(dir)), dir
 }
 
 // read returns a file's content and mode under root.
@@ -50,8 +37,8 @@ func read(t *testing.T, root, p string) (string, fs.FileMode) {
 }
 
 // actions maps each change's path to its action.
-func actions(changes []Change) map[string]Action {
-	m := map[string]Action{}
+func actions(changes []files.Change) map[string]files.Action {
+	m := map[string]files.Action{}
 	for _, c := range changes {
 		m[c.Path] = c.Action
 	}
@@ -60,11 +47,11 @@ func actions(changes []Change) map[string]Action {
 
 func TestPlanAndApply(t *testing.T) {
 	w, root := newRoot(t)
-	put(t, root, "/etc/same", "same\n", 0o644)
-	put(t, root, "/etc/old", "old\n", 0o644)
-	put(t, root, "/etc/mode", "m\n", 0o644)
-	put(t, root, "/etc/gone", "bye\n", 0o644)
-	want := []File{
+	testenv.WriteFile(t, root, "/etc/same", "same\n", 0o644)
+	testenv.WriteFile(t, root, "/etc/old", "old\n", 0o644)
+	testenv.WriteFile(t, root, "/etc/mode", "m\n", 0o644)
+	testenv.WriteFile(t, root, "/etc/gone", "bye\n", 0o644)
+	want := []files.File{
 		{Path: "/etc/new/deep/file", Mode: 0o600, Content: []byte("new\n")},
 		{Path: "/etc/same", Mode: 0o644, Content: []byte("same\n")},
 		{Path: "/etc/old", Mode: 0o644, Content: []byte("fresh\n")},
@@ -75,9 +62,9 @@ func TestPlanAndApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := actions(changes)
-	wantActions := map[string]Action{
-		"/etc/new/deep/file": Created, "/etc/same": Unchanged, "/etc/old": Updated,
-		"/etc/mode": Updated, "/etc/gone": Removed,
+	wantActions := map[string]files.Action{
+		"/etc/new/deep/file": files.Created, "/etc/same": files.Unchanged, "/etc/old": files.Updated,
+		"/etc/mode": files.Updated, "/etc/gone": files.Removed,
 	}
 	if len(got) != len(wantActions) {
 		t.Fatalf("actions = %v, want %v", got, wantActions)
@@ -117,7 +104,7 @@ func TestPlanAndApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range again {
-		if c.Action != Unchanged {
+		if c.Action != files.Unchanged {
 			t.Errorf("second plan: %s %s, want unchanged", c.Path, c.Action)
 		}
 	}
@@ -125,13 +112,13 @@ func TestPlanAndApply(t *testing.T) {
 
 func TestApplyUnchangedTouchesNothing(t *testing.T) {
 	w, root := newRoot(t)
-	put(t, root, "/etc/a", "a\n", 0o600)
+	testenv.WriteFile(t, root, "/etc/a", "a\n", 0o600)
 	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 	real := filepath.Join(root, "/etc/a")
 	if err := os.Chtimes(real, old, old); err != nil {
 		t.Fatal(err)
 	}
-	changes, err := w.Plan([]File{{Path: "/etc/a", Mode: 0o600, Content: []byte("a\n")}}, nil)
+	changes, err := w.Plan([]files.File{{Path: "/etc/a", Mode: 0o600, Content: []byte("a\n")}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,13 +136,13 @@ func TestApplyUnchangedTouchesNothing(t *testing.T) {
 
 func TestMergeSeesDiskContent(t *testing.T) {
 	w, root := newRoot(t)
-	put(t, root, "/etc/shared", "user line\n", 0o600)
+	testenv.WriteFile(t, root, "/etc/shared", "user line\n", 0o600)
 	var seen []string
 	merge := func(existing []byte) []byte {
 		seen = append(seen, string(existing))
 		return append(append([]byte{}, existing...), "ours\n"...)
 	}
-	changes, err := w.Plan([]File{
+	changes, err := w.Plan([]files.File{
 		{Path: "/etc/shared", Mode: 0o600, Merge: merge},
 		{Path: "/etc/absent", Mode: 0o600, Merge: merge},
 	}, nil)
@@ -165,7 +152,7 @@ func TestMergeSeesDiskContent(t *testing.T) {
 	if len(seen) != 2 || seen[0] != "user line\n" || seen[1] != "" {
 		t.Fatalf("Merge saw %q", seen)
 	}
-	if string(changes[0].New) != "user line\nours\n" || changes[1].Action != Created {
+	if string(changes[0].New) != "user line\nours\n" || changes[1].Action != files.Created {
 		t.Fatalf("changes = %+v", changes)
 	}
 }
@@ -175,11 +162,11 @@ func TestPlanRefusesWhatIsNotARegularFile(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(root, "/etc/dir"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	put(t, root, "/etc/target", "t\n", 0o644)
+	testenv.WriteFile(t, root, "/etc/target", "t\n", 0o644)
 	if err := os.Symlink(filepath.Join(root, "/etc/target"), filepath.Join(root, "/etc/link")); err != nil {
 		t.Fatal(err)
 	}
-	cases := map[string][]File{
+	cases := map[string][]files.File{
 		"directory":     {{Path: "/etc/dir", Mode: 0o644, Content: []byte("x")}},
 		"symbolic link": {{Path: "/etc/link", Mode: 0o644, Content: []byte("x")}},
 		"not absolute":  {{Path: "etc/x", Mode: 0o644}},
@@ -203,17 +190,17 @@ func TestPlanRefusesWhatIsNotARegularFile(t *testing.T) {
 // written and synced: the old file must be intact and no temp file left behind.
 func TestFailureBeforeRenameLeavesOldFile(t *testing.T) {
 	w, root := newRoot(t)
-	put(t, root, "/etc/ecs/ecs.config", "ECS_CLUSTER=old\n", 0o600)
+	testenv.WriteFile(t, root, "/etc/ecs/ecs.config", "ECS_CLUSTER=old\n", 0o600)
 	var tmpSeen string
-	w.rename = func(oldpath, newpath string) error {
+	files.SetRename(w, func(oldpath, newpath string) error {
 		data, err := os.ReadFile(oldpath)
 		if err != nil || string(data) != "ECS_CLUSTER=new\n" {
 			t.Errorf("temp file before rename: %q, %v", data, err)
 		}
 		tmpSeen = oldpath
 		return errors.New("injected: power cut")
-	}
-	changes, err := w.Plan([]File{{Path: "/etc/ecs/ecs.config", Mode: 0o600, Content: []byte("ECS_CLUSTER=new\n")}}, nil)
+	})
+	changes, err := w.Plan([]files.File{{Path: "/etc/ecs/ecs.config", Mode: 0o600, Content: []byte("ECS_CLUSTER=new\n")}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,8 +211,8 @@ func TestFailureBeforeRenameLeavesOldFile(t *testing.T) {
 	if content, mode := read(t, root, "/etc/ecs/ecs.config"); content != "ECS_CLUSTER=old\n" || mode != 0o600 {
 		t.Errorf("old file changed: %q %04o", content, mode)
 	}
-	if !strings.HasSuffix(tmpSeen, tempSuffix) || !strings.HasPrefix(filepath.Base(tmpSeen), ".ecs.config.firstrun-") {
-		t.Errorf("temp file name %q: want .ecs.config.firstrun-*%s", tmpSeen, tempSuffix)
+	if !strings.HasSuffix(tmpSeen, files.TempSuffix) || !strings.HasPrefix(filepath.Base(tmpSeen), ".ecs.config.firstrun-") {
+		t.Errorf("temp file name %q: want .ecs.config.firstrun-*%s", tmpSeen, files.TempSuffix)
 	}
 	entries, _ := os.ReadDir(filepath.Join(root, "/etc/ecs"))
 	if len(entries) != 1 {
@@ -238,10 +225,10 @@ func TestFailureBeforeRenameLeavesOldFile(t *testing.T) {
 func TestStaleTempFilesAreRemoved(t *testing.T) {
 	w, root := newRoot(t)
 	p := "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json"
-	stale := filepath.Join(filepath.Dir(p), ".firstrun.json.firstrun-12345"+tempSuffix)
-	put(t, root, stale, `{"half`, 0o600)
-	put(t, root, filepath.Join(filepath.Dir(p), "user.json"), "{}", 0o644)
-	changes, err := w.Plan([]File{{Path: p, Mode: 0o644, Content: []byte("{}\n")}}, nil)
+	stale := filepath.Join(filepath.Dir(p), ".firstrun.json.firstrun-12345"+files.TempSuffix)
+	testenv.WriteFile(t, root, stale, `{"half`, 0o600)
+	testenv.WriteFile(t, root, filepath.Join(filepath.Dir(p), "user.json"), "{}", 0o644)
+	changes, err := w.Plan([]files.File{{Path: p, Mode: 0o644, Content: []byte("{}\n")}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,12 +244,12 @@ func TestStaleTempFilesAreRemoved(t *testing.T) {
 }
 
 func TestDiff(t *testing.T) {
-	c := Change{
-		Path: "/etc/ecs/ecs.config", Action: Updated,
+	c := files.Change{
+		Path: "/etc/ecs/ecs.config", Action: files.Updated,
 		Old: []byte("ECS_CLUSTER=a\nHTTP_PROXY=http://bob:hunter2@p:3128\n"), OldMode: 0o644,
 		New: []byte("ECS_CLUSTER=b\nECS_ENGINE_AUTH_DATA={\"secret\":1}\n"), Mode: 0o600,
 	}
-	d := Diff(c)
+	d := files.Diff(c)
 	for _, want := range []string{"--- a/etc/ecs/ecs.config", "+++ b/etc/ecs/ecs.config", "-ECS_CLUSTER=a", "+ECS_CLUSTER=b", "mode /etc/ecs/ecs.config: 0644 -> 0600"} {
 		if !strings.Contains(d, want) {
 			t.Errorf("diff lacks %q:\n%s", want, d)
@@ -273,14 +260,14 @@ func TestDiff(t *testing.T) {
 			t.Errorf("diff shows secret %q:\n%s", secret, d)
 		}
 	}
-	if Diff(Change{Path: "/x", Action: Unchanged, Old: []byte("a"), New: []byte("a")}) != "" {
+	if files.Diff(files.Change{Path: "/x", Action: files.Unchanged, Old: []byte("a"), New: []byte("a")}) != "" {
 		t.Error("unchanged file has a diff")
 	}
-	created := Diff(Change{Path: "/x", Action: Created, New: []byte("a\n")})
+	created := files.Diff(files.Change{Path: "/x", Action: files.Created, New: []byte("a\n")})
 	if !strings.Contains(created, "--- /dev/null") || !strings.Contains(created, "+a") {
 		t.Errorf("created diff:\n%s", created)
 	}
-	removed := Diff(Change{Path: "/x", Action: Removed, Old: []byte("a\n")})
+	removed := files.Diff(files.Change{Path: "/x", Action: files.Removed, Old: []byte("a\n")})
 	if !strings.Contains(removed, "+++ /dev/null") || !strings.Contains(removed, "-a") {
 		t.Errorf("removed diff:\n%s", removed)
 	}

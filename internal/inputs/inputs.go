@@ -4,8 +4,9 @@
 package inputs
 
 import (
+	"maps"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -107,16 +108,6 @@ func strictEscape(s string) string {
 	return b.String()
 }
 
-// isSpecKey reports whether key is one of Spec's variables.
-func isSpecKey(key string) bool {
-	for _, k := range Keys() {
-		if k == key {
-			return true
-		}
-	}
-	return false
-}
-
 // relevant reports whether a process environment variable is an input of firstrun.
 func relevant(key string) bool {
 	return isSpecKey(key) || strings.HasPrefix(key, "ECS_") || strings.HasPrefix(key, "FIRSTRUN_")
@@ -133,7 +124,7 @@ func Resolve(env []string, file string, data []byte) (Raw, []Problem) {
 	if data != nil {
 		values, ps := ParseEnvFile(file, data)
 		problems = append(problems, ps...)
-		keys := sortedKeys(values)
+		keys := slices.Sorted(maps.Keys(values))
 		for _, k := range keys {
 			switch {
 			case relevant(k):
@@ -157,19 +148,10 @@ func Resolve(env []string, file string, data []byte) (Raw, []Problem) {
 		raw.Values[k] = v
 		raw.Sources[k] = FromEnvironment
 	}
-	for k := range Defaults() {
+	for k := range specDefaults {
 		if _, given := raw.Values[k]; !given {
 			raw.Sources[k] = FromDefault
 		}
 	}
 	return raw, problems
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/kelseyhightower/envconfig"
@@ -25,26 +27,35 @@ type Spec struct {
 	NoProxy          string `envconfig:"FIRSTRUN_NO_PROXY" desc:"Extra comma-separated NO_PROXY entries (hosts, domains, IPs, CIDRs), added to the ones the platform needs."`
 }
 
-// Keys lists the variable names of Spec, in declaration order.
-func Keys() []string {
+// specKeys and specDefaults are read once from Spec's tags.
+var specKeys, specDefaults = specTags()
+
+func specTags() ([]string, map[string]string) {
 	t := reflect.TypeOf(Spec{})
 	keys := make([]string, 0, t.NumField())
+	defaults := map[string]string{}
 	for i := 0; i < t.NumField(); i++ {
-		keys = append(keys, t.Field(i).Tag.Get("envconfig"))
-	}
-	return keys
-}
-
-// Defaults returns the default value of each Spec variable that has one.
-func Defaults() map[string]string {
-	t := reflect.TypeOf(Spec{})
-	d := map[string]string{}
-	for i := 0; i < t.NumField(); i++ {
+		key := t.Field(i).Tag.Get("envconfig")
+		keys = append(keys, key)
 		if v, ok := t.Field(i).Tag.Lookup("default"); ok {
-			d[t.Field(i).Tag.Get("envconfig")] = v
+			defaults[key] = v
 		}
 	}
-	return d
+	return keys, defaults
+}
+
+// isSpecKey reports whether key is one of Spec's variables.
+func isSpecKey(key string) bool { return slices.Contains(specKeys, key) }
+
+// firstrunKeys lists Spec's FIRSTRUN_ variables, for messages.
+func firstrunKeys() string {
+	var out []string
+	for _, k := range specKeys {
+		if strings.HasPrefix(k, "FIRSTRUN_") {
+			out = append(out, k)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // envMu serialises decode: envconfig reads only the process environment (its lookup is
@@ -61,7 +72,7 @@ func decode(values map[string]string) (Spec, error) {
 		ok bool
 	}
 	old := map[string]saved{}
-	for _, k := range Keys() {
+	for _, k := range specKeys {
 		v, ok := os.LookupEnv(k)
 		old[k] = saved{v, ok}
 		if nv, given := values[k]; given && nv != "" {

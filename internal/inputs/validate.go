@@ -2,9 +2,11 @@ package inputs
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -101,7 +103,7 @@ type validator struct {
 // unit file), and no unknown FIRSTRUN_ variable.
 func newValidator(raw Raw) *validator {
 	v := &validator{raw: raw, bad: map[string]bool{}}
-	for _, k := range sortedKeys(raw.Values) {
+	for _, k := range slices.Sorted(maps.Keys(raw.Values)) {
 		val := raw.Values[k]
 		switch {
 		case !utf8.ValidString(val):
@@ -113,7 +115,7 @@ func newValidator(raw Raw) *validator {
 			v.bad[k] = true
 		}
 		if strings.HasPrefix(k, "FIRSTRUN_") && !isSpecKey(k) {
-			v.add(k, "is not a firstrun setting (known: FIRSTRUN_LOG_AGENT, FIRSTRUN_NO_PROXY)")
+			v.add(k, "is not a firstrun setting (known: %s)", firstrunKeys())
 		}
 	}
 	return v
@@ -217,41 +219,46 @@ func (v *validator) logAgent(agent string, probe Probe) LogAgent {
 // TestGroupNamesFitCloudWatchLogs).
 func (v *validator) logGroupParts(stack, asg string, agent LogAgent) (string, string) {
 	need := agent == LogAgentCloudWatch || agent == LogAgentAwslogs
-	required := func(key string) {
-		v.add(key, "is required with the %s log agent: it composes the log group names (or set FIRSTRUN_LOG_AGENT=none)", agent)
-	}
+	return v.stackName(stack, need, agent), v.asgName(asg, need, agent)
+}
+
+// required reports a log group part missing for the log agent.
+func (v *validator) required(key string, agent LogAgent) {
+	v.add(key, "is required with the %s log agent: it composes the log group names (or set FIRSTRUN_LOG_AGENT=none)", agent)
+}
+
+func (v *validator) stackName(stack string, need bool, agent LogAgent) string {
 	switch {
 	case stack == "" && need:
-		required("STACK_NAME")
+		v.required("STACK_NAME", agent)
 	case stack == "" || !v.ok("STACK_NAME"):
 	case !stackName.MatchString(stack):
 		v.add("STACK_NAME", "must start with a letter and hold only letters, digits and hyphens, at most 128 characters (CloudFormation's rule) (got %s)", v.shown("STACK_NAME"))
-		stack = ""
+	default:
+		return stack
 	}
+	return ""
+}
+
+func (v *validator) asgName(asg string, need bool, agent LogAgent) string {
 	switch n := utf8.RuneCountInString(asg); {
 	case asg == "" && need:
-		required("AUTOSCALING_GROUP")
+		v.required("AUTOSCALING_GROUP", agent)
 	case asg == "" || !v.ok("AUTOSCALING_GROUP"):
 	case n > asgNameMax:
 		v.add("AUTOSCALING_GROUP", "must be at most %d characters (got %d)", asgNameMax, n)
-		asg = ""
 	case !logGroupName.MatchString(asg):
 		v.add("AUTOSCALING_GROUP", "goes into log group names and breaks CloudWatch Logs' rule: only letters, digits and _ - / . # (got %s)", v.shown("AUTOSCALING_GROUP"))
-		asg = ""
+	default:
+		return asg
 	}
-	if !v.ok("STACK_NAME") {
-		stack = ""
-	}
-	if !v.ok("AUTOSCALING_GROUP") {
-		asg = ""
-	}
-	return stack, asg
+	return ""
 }
 
 // ecsSettings returns the other ECS_* variables, passed to the agent as given.
 func (v *validator) ecsSettings() []Setting {
 	var out []Setting
-	for _, k := range sortedKeys(v.raw.Values) {
+	for _, k := range slices.Sorted(maps.Keys(v.raw.Values)) {
 		if !strings.HasPrefix(k, "ECS_") || k == "ECS_CLUSTER" || !v.ok(k) {
 			continue
 		}

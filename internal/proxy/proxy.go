@@ -45,17 +45,22 @@ func AgentNoProxy(cfg inputs.Config) string { return noProxy(cfg, imds, taskMeta
 // DockerNoProxy is dockerd's (and the log agent's) NO_PROXY.
 func DockerNoProxy(cfg inputs.Config) string { return noProxy(cfg, imds, taskMetadata) }
 
+// AgentKeys are the keys of AgentSettings, in order: ecs.config manages them on every
+// run, so that a rerun without a proxy removes them.
+var AgentKeys = []string{"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}
+
 // AgentSettings are the proxy lines of ecs.config, none without a proxy.
 func AgentSettings(cfg inputs.Config) []inputs.Setting {
 	if cfg.Proxy == nil {
 		return nil
 	}
 	p := cfg.ProxyString()
-	return []inputs.Setting{
-		{Key: "HTTP_PROXY", Value: p},
-		{Key: "HTTPS_PROXY", Value: p},
-		{Key: "NO_PROXY", Value: AgentNoProxy(cfg)},
+	values := []string{p, p, AgentNoProxy(cfg)}
+	settings := make([]inputs.Setting, len(AgentKeys))
+	for i, k := range AgentKeys {
+		settings[i] = inputs.Setting{Key: k, Value: values[i]}
 	}
+	return settings
 }
 
 // Render returns the proxy files: drop-ins for ecs.service and docker.service, and the

@@ -13,8 +13,11 @@ const Mask = "REDACTED"
 // urlStart finds where a URL starts in text.
 var urlStart = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://`)
 
-// secretName is a variable name whose value is a secret.
-const secretName = `[A-Z0-9_]*(?:AUTH_DATA|PASSWORD|SECRET|TOKEN)[A-Z0-9_]*=`
+// secretWords mark a variable whose value is a secret, wherever they stand in its name.
+var secretWords = []string{"AUTH_DATA", "PASSWORD", "SECRET", "TOKEN"}
+
+// secretName matches "NAME=" for such a variable.
+var secretName = `[A-Z0-9_]*(?:` + strings.Join(secretWords, "|") + `)[A-Z0-9_]*=`
 
 // Secret KEY=value settings: a whole line (ecs.config), a quoted assignment (systemd's
 // Environment="KEY=value", escapes included), or a bare word in other text.
@@ -36,7 +39,7 @@ func Text(s string) string {
 // IsSecretKey reports whether a variable's value must never be shown.
 func IsSecretKey(key string) bool {
 	k := strings.ToUpper(key)
-	for _, w := range []string{"AUTH_DATA", "PASSWORD", "SECRET", "TOKEN"} {
+	for _, w := range secretWords {
 		if strings.Contains(k, w) {
 			return true
 		}
