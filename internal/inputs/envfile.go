@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/firstrun/firstrun/internal/redact"
 )
 
 // envKey is a shell-style variable name.
@@ -39,7 +41,8 @@ func ParseEnvFile(name string, data []byte) (map[string]string, []Problem) {
 			problems = append(problems, Problem{Var: where, Msg: "must not start with 'export': systemd's EnvironmentFile= does not accept it"})
 			continue
 		case !envKey.MatchString(key):
-			problems = append(problems, Problem{Var: where, Msg: fmt.Sprintf("%q is not a variable name", key)})
+			// The text before '=' may be a pasted URL: show it with its password hidden.
+			problems = append(problems, Problem{Var: where, Msg: fmt.Sprintf("%q is not a variable name", redact.Value("", key))})
 			continue
 		}
 		value = strings.TrimSpace(value)

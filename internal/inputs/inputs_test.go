@@ -444,3 +444,15 @@ func TestStackAndGroupProblemsReportedTogether(t *testing.T) {
 		t.Errorf("problems = %v, want STACK_NAME and AUTOSCALING_GROUP", r.Lines())
 	}
 }
+
+// TestParseEnvFileHidesPastedPassword: a malformed line may be a pasted proxy URL; the
+// problem names the line and never shows its password.
+func TestParseEnvFileHidesPastedPassword(t *testing.T) {
+	_, problems := inputs.ParseEnvFile("f.env", []byte("http://bob:hunter2@proxy:3128/?x=1\n"))
+	if len(problems) != 1 || problems[0].Var != "f.env:1" {
+		t.Fatalf("problems = %v", problems)
+	}
+	if strings.Contains(problems[0].Msg, "hunter2") || !strings.Contains(problems[0].Msg, "not a variable name") {
+		t.Errorf("problem %q", problems[0].Msg)
+	}
+}
