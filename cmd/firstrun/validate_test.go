@@ -168,6 +168,13 @@ var vtBadInputs = []struct {
 	{name: "log agent bogus", env: vtEnv("FIRSTRUN_LOG_AGENT=journald"), wantVar: "FIRSTRUN_LOG_AGENT", wantMsg: "must be one of auto, cloudwatch, awslogs, none"},
 	{name: "no proxy entry with quote", env: vtEnv(`FIRSTRUN_NO_PROXY=10.0.0.0/8,"internal"`), wantVar: "FIRSTRUN_NO_PROXY", wantMsg: "must be a host, domain, IP address, CIDR or path"},
 	{name: "no proxy entry with percent", env: vtEnv("FIRSTRUN_NO_PROXY=.internal,%2e.evil"), wantVar: "FIRSTRUN_NO_PROXY", wantMsg: "must be a host, domain, IP address, CIDR or path"},
+	{name: "health timeout not a duration", env: vtEnv("FIRSTRUN_HEALTH_TIMEOUT=10"), wantVar: "FIRSTRUN_HEALTH_TIMEOUT", wantMsg: "must be a duration such as 90s or 10m"},
+	{name: "health timeout zero", env: vtEnv("FIRSTRUN_HEALTH_TIMEOUT=0s"), wantVar: "FIRSTRUN_HEALTH_TIMEOUT", wantMsg: "must be above zero"},
+	{name: "health timeout negative", env: vtEnv("FIRSTRUN_HEALTH_TIMEOUT=-5m"), wantVar: "FIRSTRUN_HEALTH_TIMEOUT", wantMsg: "must be above zero"},
+	{name: "service timeout beyond 12h", env: vtEnv("FIRSTRUN_SERVICE_TIMEOUT=13h"), wantVar: "FIRSTRUN_SERVICE_TIMEOUT", wantMsg: "must be at most 12h0m0s"},
+	{name: "agent url scheme", env: vtEnv("FIRSTRUN_AGENT_URL=ftp://127.0.0.1:51678/v1/metadata"), wantVar: "FIRSTRUN_AGENT_URL", wantMsg: "must use the http or https scheme"},
+	{name: "agent url without host", env: vtEnv("FIRSTRUN_AGENT_URL=http:///v1/metadata"), wantVar: "FIRSTRUN_AGENT_URL", wantMsg: "must name a host"},
+	{name: "agent url with credentials", env: vtEnv("FIRSTRUN_AGENT_URL=http://u:secret@127.0.0.1:51678/"), wantVar: "FIRSTRUN_AGENT_URL", wantMsg: "must not carry credentials"},
 	{name: "unknown FIRSTRUN_ variable", env: vtEnv("FIRSTRUN_LOGAGENT=none"), wantVar: "FIRSTRUN_LOGAGENT", wantMsg: "is not a firstrun setting"},
 
 	// ECS_* passthrough

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Source says where a value came from.
@@ -67,6 +68,12 @@ type Config struct {
 	NoProxy []string
 	// ECSSettings holds the other ECS_* variables given, sorted by key.
 	ECSSettings []Setting
+	// HealthTimeout bounds the wait for the ECS agent to register.
+	HealthTimeout time.Duration
+	// ServiceTimeout bounds the wait for docker and the log agent to become active.
+	ServiceTimeout time.Duration
+	// AgentURL is the ECS agent's /v1/metadata endpoint.
+	AgentURL string
 	// Sources says where each given value came from.
 	Sources map[string]Source
 }

@@ -140,6 +140,9 @@ func TestResolve(t *testing.T) {
 		"FIRSTRUN_NO_PROXY":        inputs.FromEnvironment,
 		"ECS_ENABLE_TASK_IAM_ROLE": inputs.FromEnvironment,
 		"FIRSTRUN_LOG_AGENT":       inputs.FromDefault,
+		"FIRSTRUN_HEALTH_TIMEOUT":  inputs.FromDefault,
+		"FIRSTRUN_SERVICE_TIMEOUT": inputs.FromDefault,
+		"FIRSTRUN_AGENT_URL":       inputs.FromDefault,
 	}
 	if !reflect.DeepEqual(raw.Sources, wantSources) {
 		t.Errorf("Sources =\n%q\nwant\n%q", raw.Sources, wantSources)
@@ -321,10 +324,13 @@ func TestValidateKeepsSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]inputs.Source{
-		"ECS_CLUSTER":        inputs.FromEnvironment,
-		"STACK_NAME":         inputs.FromEnvFile,
-		"AUTOSCALING_GROUP":  inputs.FromEnvFile,
-		"FIRSTRUN_LOG_AGENT": inputs.FromDefault,
+		"ECS_CLUSTER":              inputs.FromEnvironment,
+		"STACK_NAME":               inputs.FromEnvFile,
+		"AUTOSCALING_GROUP":        inputs.FromEnvFile,
+		"FIRSTRUN_LOG_AGENT":       inputs.FromDefault,
+		"FIRSTRUN_HEALTH_TIMEOUT":  inputs.FromDefault,
+		"FIRSTRUN_SERVICE_TIMEOUT": inputs.FromDefault,
+		"FIRSTRUN_AGENT_URL":       inputs.FromDefault,
 	}
 	if !reflect.DeepEqual(cfg.Sources, want) {
 		t.Errorf("Sources = %q, want %q", cfg.Sources, want)

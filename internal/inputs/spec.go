@@ -25,6 +25,9 @@ type Spec struct {
 	DefaultRegion    string `envconfig:"AWS_DEFAULT_REGION" desc:"AWS region, as the chapter's script named it."`
 	LogAgent         string `envconfig:"FIRSTRUN_LOG_AGENT" default:"auto" desc:"Log agent to configure: auto (cloudwatch if installed, else awslogs if installed, else none), cloudwatch, awslogs or none."`
 	NoProxy          string `envconfig:"FIRSTRUN_NO_PROXY" desc:"Extra comma-separated NO_PROXY entries (hosts, domains, IPs, CIDRs), added to the ones the platform needs."`
+	HealthTimeout    string `envconfig:"FIRSTRUN_HEALTH_TIMEOUT" default:"10m" desc:"How long to wait for the ECS agent to register to the cluster (Go duration: 90s, 10m; at most 12h)."`
+	ServiceTimeout   string `envconfig:"FIRSTRUN_SERVICE_TIMEOUT" default:"2m" desc:"How long to wait for docker and the log agent to become active, each (Go duration; at most 12h)."`
+	AgentURL         string `envconfig:"FIRSTRUN_AGENT_URL" default:"http://127.0.0.1:51678/v1/metadata" desc:"The ECS agent's introspection endpoint polled for registration; never reached through the proxy."`
 }
 
 // specKeys and specDefaults are read once from Spec's tags.

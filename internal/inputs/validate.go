@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -63,6 +64,11 @@ var (
 // asgNameMax is CreateAutoScalingGroup's limit for AutoScalingGroupName.
 const asgNameMax = 255
 
+// maxTimeout caps the waits: CloudFormation's CreationPolicy waits at most 12 hours for
+// a signal (AWS::CloudFormation CreationPolicy, ResourceSignal Timeout), so a longer
+// wait could never be reported.
+const maxTimeout = 12 * time.Hour
+
 // Validate checks raw inputs and returns the Config, or every problem at once.
 func Validate(raw Raw, probe Probe) (Config, error) {
 	v := newValidator(raw)
@@ -78,6 +84,10 @@ func Validate(raw Raw, probe Probe) (Config, error) {
 		Region:      v.region(spec.Region, spec.DefaultRegion),
 		LogAgent:    v.logAgent(spec.LogAgent, probe),
 		ECSSettings: v.ecsSettings(),
+
+		HealthTimeout:  v.timeout("FIRSTRUN_HEALTH_TIMEOUT", spec.HealthTimeout),
+		ServiceTimeout: v.timeout("FIRSTRUN_SERVICE_TIMEOUT", spec.ServiceTimeout),
+		AgentURL:       v.agentURL(spec.AgentURL),
 	}
 	cfg.StackName, cfg.AutoscalingGroup = v.logGroupParts(spec.StackName, spec.AutoscalingGroup, cfg.LogAgent)
 	if cfg.LogAgent == LogAgentAwslogs && spec.Region == "" && spec.DefaultRegion == "" && v.ok("AWS_REGION") && v.ok("AWS_DEFAULT_REGION") {
@@ -275,6 +285,47 @@ func (v *validator) ecsSettings() []Setting {
 		}
 	}
 	return out
+}
+
+// timeout parses a wait's bound: a Go duration above zero and at most maxTimeout.
+func (v *validator) timeout(key, s string) time.Duration {
+	if !v.ok(key) {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		v.add(key, "must be a duration such as 90s or 10m (got %s)", v.shown(key))
+	case d <= 0:
+		v.add(key, "must be above zero: every wait is bounded (got %s)", v.shown(key))
+	case d > maxTimeout:
+		v.add(key, "must be at most %s (got %s)", maxTimeout, v.shown(key))
+	default:
+		return d
+	}
+	return 0
+}
+
+// agentURL checks the agent's introspection URL: http(s), a host, no credentials.
+func (v *validator) agentURL(s string) string {
+	const key = "FIRSTRUN_AGENT_URL"
+	if !v.ok(key) {
+		return ""
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || strings.ContainsFunc(s, unicode.IsSpace):
+		v.add(key, "is not a valid URL (got %s)", v.shown(key))
+	case u.Scheme != "http" && u.Scheme != "https":
+		v.add(key, "must use the http or https scheme (got %s)", v.shown(key))
+	case u.Host == "" || u.Opaque != "":
+		v.add(key, "must name a host, as in http://127.0.0.1:51678/v1/metadata (got %s)", v.shown(key))
+	case u.User != nil:
+		v.add(key, "must not carry credentials: the agent's endpoint takes none")
+	default:
+		return s
+	}
+	return ""
 }
 
 // parseProxy normalises a proxy URL; a bare host:port gets http://. It returns a
