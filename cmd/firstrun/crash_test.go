@@ -43,7 +43,9 @@ func runWith(t *testing.T, root string, env []string, failAt files.Action) int {
 	j := &job{
 		opts: options{root: root, logFormat: "json"}, env: env, root: hostpath.Root(root),
 		stdout: io.Discard, stderr: io.Discard,
-		newWriter: func(r hostpath.Root) fileWriter { return &failingWriter{Writer: files.NewWriter(r), failAt: failAt} },
+		deps: testDeps(root, func(d *deps) {
+			d.newWriter = func(r hostpath.Root) fileWriter { return &failingWriter{Writer: files.NewWriter(r), failAt: failAt} }
+		}),
 	}
 	return j.run(context.Background(), zap.NewNop())
 }
@@ -114,7 +116,7 @@ func TestSignalStopsBetweenPhases(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	j := &job{opts: options{root: root}, env: chapterEnv, root: hostpath.Root(root),
-		stdout: io.Discard, stderr: io.Discard, newWriter: realWriter}
+		stdout: io.Discard, stderr: io.Discard, deps: testDeps(root)}
 	if code := j.run(ctx, zap.NewNop()); code != exitInterrupted {
 		t.Errorf("exit %d, want %d", code, exitInterrupted)
 	}

@@ -10,7 +10,10 @@ const (
 	exitUsage       = 3 // unknown flag, stray argument, bad flag value
 	exitApply       = 4 // the host's files could not be read or written
 	exitPlatform    = 5 // the host is not a platform firstrun targets (Amazon Linux 1)
-	exitInterrupted = 6 // SIGTERM or SIGINT stopped the run between two phases
+	exitInterrupted = 6 // SIGTERM or SIGINT stopped the run
+	exitServices    = 7 // systemd unreachable, a unit missing, failed or not active in time
+	exitHealth      = 8 // the ECS agent did not register to the cluster in time
+	exitCheck       = 9 // --check found something that does not hold
 )
 
 // exitError carries the exit code of a failure.

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -20,12 +21,14 @@ import (
 	"github.com/firstrun/firstrun/internal/awslogs"
 	"github.com/firstrun/firstrun/internal/ecsconfig"
 	"github.com/firstrun/firstrun/internal/files"
+	"github.com/firstrun/firstrun/internal/health"
 	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/logging"
 	"github.com/firstrun/firstrun/internal/platform"
 	"github.com/firstrun/firstrun/internal/proxy"
 	"github.com/firstrun/firstrun/internal/redact"
+	"github.com/firstrun/firstrun/internal/services"
 	"github.com/firstrun/firstrun/internal/state"
 )
 
@@ -35,7 +38,14 @@ type options struct {
 	envFile   string
 	dryRun    bool
 	logFormat string
+	skip      map[string]bool // phases not to run
+	check     bool            // --check: report, change nothing
+	output    string          // --check's output: table or json
 }
+
+// skippable are the phases --skip accepts: resolve and render only compute, and every
+// later phase needs them.
+var skippable = []string{"apply", "services", "health"}
 
 const usageText = `Usage: firstrun [flags]
 
@@ -65,8 +75,45 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 	// file write is atomic) or, when it waits, returns at once through the context.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	j := &job{opts: opts, env: env, root: hostpath.Root(opts.root), stdout: stdout, stderr: stderr, newWriter: realWriter}
+	j := &job{opts: opts, env: env, root: hostpath.Root(opts.root), stdout: stdout, stderr: stderr, deps: realDeps(opts.root)}
+	defer j.close()
+	if opts.check {
+		return j.check(ctx, log)
+	}
 	return j.run(ctx, log)
+}
+
+// deps are the job's side effects besides files: realDeps in production, fakes in
+// tests.
+type deps struct {
+	// newWriter returns the file writer (files.NewWriter; tests wrap it to fail).
+	newWriter func(hostpath.Root) fileWriter
+	// connect reaches systemd (services.Connect).
+	connect func(ctx context.Context) (services.Systemd, error)
+	// newAgent returns the client of the ECS agent's introspection endpoint.
+	newAgent func(endpoint string) health.Getter
+	// live says the root is this host's own ("/"): only then are its services started
+	// and its agent asked. Under another root, a chroot or a test directory, the
+	// services running here are not the root's.
+	live bool
+	// interval is how often health polls the agent.
+	interval time.Duration
+	// now is the clock, for the last-run marker.
+	now func() time.Time
+}
+
+// realDeps are the production side effects.
+func realDeps(root string) deps {
+	return deps{
+		newWriter: realWriter,
+		connect: func(ctx context.Context) (services.Systemd, error) {
+			return services.Connect(ctx)
+		},
+		newAgent: func(endpoint string) health.Getter { return health.NewClient(endpoint) },
+		live:     filepath.Clean(root) == "/",
+		interval: health.DefaultInterval,
+		now:      time.Now,
+	}
 }
 
 // run runs the job's phases in order, logging each with its duration, and returns the
@@ -74,17 +121,26 @@ func run(args, env []string, stdout, stderr io.Writer) int {
 func (j *job) run(ctx context.Context, log *zap.Logger) int {
 	start := time.Now()
 	log.Info("firstrun starting", zap.String("version", version), zap.String("root", j.opts.root), zap.Bool("dry_run", j.opts.dryRun))
+	j.logLastRun(log)
 	for _, p := range j.phases() {
 		plog := log.With(zap.String("phase", p.name))
+		if why := j.skipped(p.name); why != "" {
+			plog.Info("phase skipped", zap.String("reason", why))
+			continue
+		}
 		t0 := time.Now()
 		err := ctx.Err()
 		if err != nil {
 			err = withCode(exitInterrupted, fmt.Errorf("stopped by a signal before phase %s: %w", p.name, err))
 		} else {
 			err = p.run(ctx, plog)
+			if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+				err = withCode(exitInterrupted, fmt.Errorf("stopped by a signal in phase %s: %w", p.name, err))
+			}
 		}
 		if err != nil {
 			code := codeOf(err)
+			j.recordOutcome(log, p.name, code)
 			var report inputs.Report
 			if errors.As(err, &report) {
 				plog.Error("invalid input: nothing was written", zap.Duration("duration", time.Since(t0)), zap.Strings("problems", report.Lines()))
@@ -100,8 +156,22 @@ func (j *job) run(ctx context.Context, log *zap.Logger) int {
 		}
 		plog.Info("phase done", zap.Duration("duration", time.Since(t0)))
 	}
+	j.recordOutcome(log, "", exitOK)
 	log.Info("firstrun done", zap.Duration("duration", time.Since(start)))
 	return exitOK
+}
+
+// skipped returns why phase is not run, or "".
+func (j *job) skipped(phase string) string {
+	switch {
+	case j.opts.skip[phase]:
+		return "--skip"
+	case j.opts.dryRun && (phase == "services" || phase == "health"):
+		return "--dry-run"
+	case !j.deps.live && (phase == "services" || phase == "health"):
+		return "--root is not /: the services running here are not the root's"
+	}
+	return ""
 }
 
 // parseFlags returns the options, or the exit code when the run ends here (help,
@@ -115,6 +185,10 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	fsFlags.StringVar(&o.envFile, "env-file", "", "env `FILE` of KEY=value lines (default "+hostpath.EnvFile+" under --root, if it exists)")
 	fsFlags.BoolVar(&o.dryRun, "dry-run", false, "print a unified diff of what would change, and change nothing")
 	fsFlags.StringVar(&o.logFormat, "log-format", logging.Console, "log `FORMAT` on stderr: console or json")
+	var skip string
+	fsFlags.StringVar(&skip, "skip", "", "comma-separated `PHASES` not to run: "+strings.Join(skippable, ", ")+" (image builds skip services,health)")
+	fsFlags.BoolVar(&o.check, "check", false, "check the files, the units and the agent's registration, print a report and change nothing; exit 0 when all hold")
+	fsFlags.StringVar(&o.output, "output", "table", "--check's report `FORMAT`: table or json")
 	fsFlags.BoolVar(&showVersion, "version", false, "print the version and exit")
 	usage := func(w io.Writer) {
 		fmt.Fprint(w, usageText)
@@ -132,7 +206,9 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 		}
 		fmt.Fprint(w, "  ECS_*\n      Any other ECS agent setting, written to ecs.config as given.\n")
 		fmt.Fprint(w, "\nExit codes: 0 done, 1 internal error, 2 invalid input (nothing written), 3 usage error,\n"+
-			"4 files could not be read or written, 5 unsupported platform (Amazon Linux 1), 6 stopped by a signal.\n")
+			"4 files could not be read or written, 5 unsupported platform (Amazon Linux 1), 6 stopped by a signal,\n"+
+			"7 a service could not be started (or no systemd), 8 the agent did not register in time,\n"+
+			"9 --check found a problem.\n")
 	}
 	err := fsFlags.Parse(args)
 	switch {
@@ -154,12 +230,30 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	case o.root == "":
 		fmt.Fprintf(stderr, "firstrun: --root must not be empty\n")
 		return o, exitUsage, true
+	case o.output != "table" && o.output != "json":
+		fmt.Fprintf(stderr, "firstrun: --output %q: want table or json\n", o.output)
+		return o, exitUsage, true
+	case o.check && o.dryRun:
+		fmt.Fprintf(stderr, "firstrun: --check and --dry-run: give one (--check already changes nothing)\n")
+		return o, exitUsage, true
+	}
+	o.skip = map[string]bool{}
+	for _, p := range strings.Split(skip, ",") {
+		p = strings.TrimSpace(p)
+		switch {
+		case p == "":
+		case !slices.Contains(skippable, p):
+			fmt.Fprintf(stderr, "firstrun: --skip %q: %q is not a phase that can be skipped (%s)\n", skip, p, strings.Join(skippable, ", "))
+			return o, exitUsage, true
+		default:
+			o.skip[p] = true
+		}
 	}
 	return o, exitOK, false
 }
 
-// phase is one step of a run, with its own log lines and duration. Services, health,
-// IMDS discovery and the CloudFormation signal join this list as phases of their own.
+// phase is one step of a run, with its own log lines and duration. IMDS discovery and
+// the CloudFormation signal join this list as phases of their own.
 type phase struct {
 	name string
 	run  func(ctx context.Context, log *zap.Logger) error
@@ -173,8 +267,7 @@ type job struct {
 	stdout io.Writer
 	stderr io.Writer
 
-	// newWriter returns the file writer (files.NewWriter; tests wrap it to fail).
-	newWriter func(hostpath.Root) fileWriter
+	deps deps
 
 	cfg     inputs.Config
 	prev    state.State // what earlier runs owned
@@ -182,6 +275,8 @@ type job struct {
 	owned   state.State // what this run owns
 	writer  fileWriter
 	changes []files.Change
+	sd      services.Systemd // connected on first use; closed by close
+	applied bool             // the apply phase ran: the outcome is worth recording
 }
 
 // fileWriter plans and applies file changes: *files.Writer.
@@ -198,6 +293,8 @@ func (j *job) phases() []phase {
 		{"resolve", j.resolve},
 		{"render", j.render},
 		{"apply", j.apply},
+		{"services", j.services},
+		{"health", j.health},
 	}
 }
 
@@ -314,7 +411,7 @@ func (j *job) render(_ context.Context, log *zap.Logger) error {
 // run's after, so that a crash in between never leaves a file firstrun wrote but no
 // longer knows it owns.
 func (j *job) apply(_ context.Context, log *zap.Logger) error {
-	j.writer = j.newWriter(j.root)
+	j.writer = j.deps.newWriter(j.root)
 	changes, err := j.writer.Plan(j.want, j.prev.Stale(j.want))
 	if err != nil {
 		return withCode(exitApply, err)
@@ -335,6 +432,7 @@ func (j *job) apply(_ context.Context, log *zap.Logger) error {
 		log.Info("dry run: nothing written", zap.Int("would_change", n))
 		return nil
 	}
+	j.applied = true
 	if err := j.writeState(state.Union(j.prev, j.owned)); err != nil {
 		return err
 	}

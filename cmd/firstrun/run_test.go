@@ -85,14 +85,45 @@ func (r frResult) actions() map[string]string {
 	return m
 }
 
+// logged reports whether a log line has message msg and the field key.
+func (r frResult) logged(msg, key string) bool {
+	for _, l := range r.logs {
+		if _, ok := l[key]; ok && l["msg"] == msg {
+			return true
+		}
+	}
+	return false
+}
+
+// phaseDone reports whether the phase was logged as done.
+func (r frResult) phaseDone(phase string) bool {
+	for _, l := range r.logs {
+		if l["msg"] == "phase done" && l["phase"] == phase {
+			return true
+		}
+	}
+	return false
+}
+
 // frRun runs firstrun in-process with JSON logs and parses them.
 func frRun(t *testing.T, env []string, args ...string) frResult {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	code := run(append([]string{"--log-format", "json"}, args...), env, &stdout, &stderr)
-	r := frResult{code: code, stdout: stdout.String(), stderr: stderr.String()}
-	sc := bufio.NewScanner(&stderr)
+	return parseResult(t, code, stdout.String(), stderr.String())
+}
+
+// parseResult parses a run's JSON log lines; lines not starting with '{' (console
+// logs, the readable error) are left in stderr only.
+func parseResult(t *testing.T, code int, stdout, stderr string) frResult {
+	t.Helper()
+	r := frResult{code: code, stdout: stdout, stderr: stderr}
+	sc := bufio.NewScanner(strings.NewReader(stderr))
+	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
+		if !strings.HasPrefix(sc.Text(), "{") {
+			continue
+		}
 		var m map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			t.Fatalf("log line is not JSON: %q", sc.Text())

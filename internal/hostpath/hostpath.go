@@ -16,6 +16,12 @@ const (
 	// StateFile records which files and ecs.config keys firstrun owns, so that a rerun
 	// can remove what an input no longer asks for.
 	StateFile = "/var/lib/firstrun/state.json"
+	// LastRun is the run-once marker: the outcome of firstrun's last run.
+	LastRun = "/var/lib/firstrun/last-run.json"
+	// CloudInitInstanceID is where cloud-init records the instance id it booted as.
+	CloudInitInstanceID = "/var/lib/cloud/data/instance-id"
+	// ECSAgentLog is the ECS agent's log; its last lines go into a health diagnosis.
+	ECSAgentLog = "/var/log/ecs/ecs-agent.log"
 
 	// ECSConfig is read by ecs-init and, as an EnvironmentFile, by ecs.service.
 	ECSConfig = "/etc/ecs/ecs.config"

@@ -1,0 +1,101 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// DefaultInterval is the time between two polls: registration is noticed within about
+// 100 ms of the agent starting to answer.
+const DefaultInterval = 50 * time.Millisecond
+
+// ErrTimeout is what a *TimeoutError unwraps to.
+var ErrTimeout = errors.New("timed out waiting for the ECS agent to register")
+
+// TimeoutError says the agent did not register to Cluster within Timeout, and how it
+// last answered.
+type TimeoutError struct {
+	Cluster string
+	Timeout time.Duration
+	Last    Status
+}
+
+// Error names the cluster, the timeout and the last status; when the agent is
+// registered to another cluster, it says so and points at ECS_CLUSTER.
+func (e *TimeoutError) Error() string {
+	head := fmt.Sprintf("the ECS agent did not register to cluster %q within %v", e.Cluster, e.Timeout)
+	if other := e.Last.WrongCluster(e.Cluster); other != "" {
+		return fmt.Sprintf("%s: the agent is registered to cluster %q, not %q: was ECS_CLUSTER picked up?",
+			head, other, e.Cluster)
+	}
+	return fmt.Sprintf("%s: last: %s", head, e.Last)
+}
+
+// Unwrap returns ErrTimeout, so errors.Is(err, ErrTimeout) holds.
+func (e *TimeoutError) Unwrap() error { return ErrTimeout }
+
+// Wait polls g every interval (DefaultInterval when interval <= 0), starting at once,
+// until a status is RegisteredTo(cluster), ctx ends, or timeout passes. Each request
+// is also bounded by the time left. Connection errors, statuses other than 200 and bad
+// answers are tolerated: polling goes on.
+//
+// onChange, when not nil, is called with the first status and with each status whose
+// String differs from the previous one, so that the caller logs changes, not polls.
+//
+// Wait returns the registered status and nil; or the last status and a *TimeoutError
+// (errors.Is(err, ErrTimeout)) when the timeout passed; or the last status and ctx's
+// error, wrapped, when ctx ended first (errors.Is(err, context.Canceled) after a
+// cancel, never ErrTimeout). A timeout <= 0 is an error and nothing is polled.
+func Wait(ctx context.Context, g Getter, cluster string, timeout, interval time.Duration, onChange func(Status)) (Status, error) {
+	if timeout <= 0 {
+		return Status{}, fmt.Errorf("waiting for the ECS agent: timeout must be positive, not %v", timeout)
+	}
+	if interval <= 0 {
+		interval = DefaultInterval
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+
+	var last Status
+	polled := false
+	for {
+		st := g.Get(waitCtx)
+		// A request cut short because the wait itself ended says nothing about the
+		// agent: keep the status before it, if any.
+		if !(polled && waitCtx.Err() != nil && st.HTTPStatus == 0) {
+			if onChange != nil && (!polled || !st.Same(last)) {
+				onChange(st)
+			}
+			last, polled = st, true
+		}
+		if last.RegisteredTo(cluster) {
+			return last, nil
+		}
+		if waitCtx.Err() != nil {
+			return last, stopped(ctx, cluster, timeout, last)
+		}
+		select {
+		case <-ticker.C:
+		case <-waitCtx.Done():
+			return last, stopped(ctx, cluster, timeout, last)
+		}
+	}
+}
+
+// stopped is Wait's error once its context has ended: ctx's error, wrapped with its
+// cause (say, the signal) when there is one, or else a *TimeoutError.
+func stopped(ctx context.Context, cluster string, timeout time.Duration, last Status) error {
+	err := ctx.Err()
+	if err == nil {
+		return &TimeoutError{Cluster: cluster, Timeout: timeout, Last: last}
+	}
+	msg := fmt.Sprintf("stopped waiting for the ECS agent to register to cluster %q (last: %s)", cluster, last)
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("%s: %w: %w", msg, err, cause)
+	}
+	return fmt.Errorf("%s: %w", msg, err)
+}
