@@ -129,6 +129,7 @@ func (j *job) run(ctx context.Context, log *zap.Logger) int {
 			continue
 		}
 		t0 := time.Now()
+		j.reached = j.reached || (p.name != "resolve" && p.name != "render")
 		err := ctx.Err()
 		if err != nil {
 			err = withCode(exitInterrupted, fmt.Errorf("stopped by a signal before phase %s: %w", p.name, err))
@@ -276,7 +277,10 @@ type job struct {
 	writer  fileWriter
 	changes []files.Change
 	sd      services.Systemd // connected on first use; closed by close
-	applied bool             // the apply phase ran: the outcome is worth recording
+	reached bool             // a phase past render ran: the outcome is worth recording
+
+	blockedBy string // firstrun's own unit, when ecs.service's start waits for it
+	handedOff bool   // the wait for registration was handed to healthUnit
 }
 
 // fileWriter plans and applies file changes: *files.Writer.
@@ -432,7 +436,6 @@ func (j *job) apply(_ context.Context, log *zap.Logger) error {
 		log.Info("dry run: nothing written", zap.Int("would_change", n))
 		return nil
 	}
-	j.applied = true
 	if err := j.writeState(state.Union(j.prev, j.owned)); err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -93,12 +95,46 @@ func (j *job) services(ctx context.Context, log *zap.Logger) error {
 	changed := changedPaths(j.changes)
 	reload := changed[hostpath.DockerProxyDropIn] || changed[hostpath.ECSProxyDropIn]
 	err = services.Converge(ctx, sd, log, reload, j.cfg.ServiceTimeout, units(j.root, j.cfg, changed)...)
-	return withCode(exitServices, err)
+	if err != nil {
+		return withCode(exitServices, err)
+	}
+	j.blockedBy = blockingUnit(ctx, sd, log)
+	return nil
+}
+
+// healthUnit is the transient unit that waits for registration in firstrun's stead
+// when firstrun's own unit holds ecs.service back.
+const healthUnit = "firstrun-health.service"
+
+// blockingUnit returns the unit firstrun runs in when ecs.service's start waits for it:
+// the unit is starting (firstrun runs in its start job, as user data runs in
+// cloud-final.service's) and ecs.service is ordered after it (After=cloud-final.service).
+// Waiting there for the agent would deadlock until the timeout: the agent starts only
+// once firstrun's unit has finished. It returns "" when nothing holds ecs back, or
+// when systemd cannot say (then health waits, bounded as ever).
+func blockingUnit(ctx context.Context, sd services.Systemd, log *zap.Logger) string {
+	own, err := sd.OwnUnit(ctx)
+	if err != nil {
+		log.Debug("own unit unknown", zap.Error(err))
+		return ""
+	}
+	ecs, err := sd.State(ctx, services.ECS)
+	if err != nil || !slices.Contains(ecs.After, own) {
+		return ""
+	}
+	st, err := sd.State(ctx, own)
+	if err != nil || st.ActiveState != "activating" {
+		return ""
+	}
+	return own
 }
 
 // health waits until the agent has registered to the configured cluster, logging each
 // change of what it answers; on timeout it returns a diagnosis.
 func (j *job) health(ctx context.Context, log *zap.Logger) error {
+	if j.blockedBy != "" {
+		return j.handOff(ctx, log)
+	}
 	cluster := j.cfg.Cluster
 	agent := j.deps.newAgent(j.cfg.AgentURL)
 	log.Info("waiting for the ECS agent to register", zap.String("cluster", cluster), zap.String("endpoint", j.cfg.AgentURL), zap.Duration("timeout", j.cfg.HealthTimeout))
@@ -120,6 +156,27 @@ func (j *job) health(ctx context.Context, log *zap.Logger) error {
 	d := j.diagnose(ctx, err)
 	log.Error("diagnosis", zap.String("problem", err.Error()), zap.Strings("units", d.units), zap.Strings("agent_log", d.agentLog))
 	return withCode(exitHealth, d)
+}
+
+// handOff starts firstrun-health.service, a transient unit that runs firstrun again
+// with the same inputs to wait for registration (and record the outcome), and returns
+// at once, so that the unit firstrun runs in can finish and let ecs.service start.
+func (j *job) handOff(ctx context.Context, log *zap.Logger) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return withCode(exitServices, fmt.Errorf("handing the wait over: finding firstrun's own path: %w", err))
+	}
+	argv := []string{exe, "--skip", "apply,services", "--log-format", j.opts.logFormat}
+	if j.opts.envFile != "" {
+		argv = append(argv, "--env-file", j.opts.envFile)
+	}
+	if err := j.sd.StartTransient(ctx, healthUnit, argv, inputs.Inputs(j.env)); err != nil {
+		return withCode(exitServices, fmt.Errorf("handing the wait over to %s: %w", healthUnit, err))
+	}
+	log.Warn("not waiting here for the agent to register: ecs.service starts only after this unit finishes; "+healthUnit+" waits instead",
+		zap.String("unit", j.blockedBy), zap.String("follow", "journalctl -u "+healthUnit), zap.String("check", "firstrun --check"))
+	j.handedOff = true
+	return nil
 }
 
 // diagnosis explains a registration timeout: what the agent last said, the units'
@@ -198,7 +255,7 @@ func (j *job) logLastRun(log *zap.Logger) {
 // recordOutcome writes the run-once marker when the run got as far as applying files
 // (invalid input and dry runs write nothing) and the outcome differs from the marker's.
 func (j *job) recordOutcome(log *zap.Logger, failedPhase string, code int) {
-	if !j.applied || j.opts.dryRun {
+	if !j.reached || j.opts.dryRun {
 		return
 	}
 	now := lastrun.Record{InstanceID: lastrun.InstanceID(j.root), Result: lastrun.OK, ExitCode: code, Phase: failedPhase, Version: version, Time: j.deps.now().UTC().Truncate(time.Second)}
@@ -213,9 +270,13 @@ func (j *job) recordOutcome(log *zap.Logger, failedPhase string, code int) {
 	if !write {
 		return
 	}
-	c, err := j.writer.Plan([]files.File{rec.File()}, nil)
+	w := j.writer
+	if w == nil { // apply was skipped
+		w = j.deps.newWriter(j.root)
+	}
+	c, err := w.Plan([]files.File{rec.File()}, nil)
 	if err == nil {
-		err = j.writer.Apply(c)
+		err = w.Apply(c)
 	}
 	if err != nil {
 		log.Warn("could not record the outcome", zap.String("path", hostpath.LastRun), zap.Error(err))

@@ -108,11 +108,11 @@ func (h *liveHost) run(t *testing.T, env []string, args ...string) frResult {
 // fastEnv is chapterEnv with a short health timeout.
 var fastEnv = withEnv(chapterEnv, "FIRSTRUN_HEALTH_TIMEOUT=300ms", "FIRSTRUN_SERVICE_TIMEOUT=2s")
 
-// unitCalls returns the fake's calls that change something (no state reads).
+// unitCalls returns the fake's calls that change something (no reads).
 func unitCalls(sd *services.Fake) []string {
 	var out []string
 	for _, c := range sd.Calls() {
-		if !strings.HasPrefix(c, "state ") {
+		if !strings.HasPrefix(c, "state ") && c != "own-unit" {
 			out = append(out, c)
 		}
 	}
@@ -391,5 +391,75 @@ func TestUsageOfNewFlags(t *testing.T) {
 		if !strings.Contains(stderr.String(), "firstrun: ") {
 			t.Errorf("%q: no usage message: %q", args, stderr.String())
 		}
+	}
+}
+
+// fromCloudFinal makes h's firstrun run inside cloud-final.service's start job, with
+// ecs.service ordered after it, as the real ecs.service is.
+func (h *liveHost) fromCloudFinal(state string) {
+	h.sd.Own = "cloud-final.service"
+	h.sd.Set(services.UnitState{Name: "cloud-final.service", LoadState: "loaded", ActiveState: state, SubState: "start", UnitFileState: "enabled"})
+	ecs := h.sd.Units[services.ECS]
+	ecs.After = []string{"docker.service", "cloud-final.service"}
+	h.sd.Set(ecs)
+}
+
+func TestHandOffWhenECSWaitsForOurUnit(t *testing.T) {
+	h := newLiveHost(t)
+	h.fromCloudFinal("activating")
+	r := h.run(t, withEnv(fastEnv, "FIRSTRUN_HEALTH_TIMEOUT=1h"))
+	if r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if n := h.agent.polls.Load(); n != 0 {
+		t.Errorf("the agent was polled %d times from inside cloud-final: that wait can only time out", n)
+	}
+	got, ok := h.sd.Transient[healthUnit]
+	if !ok {
+		t.Fatalf("no %s started; calls %q", healthUnit, h.sd.Calls())
+	}
+	argv, env := got[0], got[1]
+	if want := []string{"--skip", "apply,services", "--log-format", "json"}; !slices.Equal(argv[1:], want) {
+		t.Errorf("argv %q, want [firstrun %q]", argv, want)
+	}
+	for _, want := range []string{"ECS_CLUSTER=microtrader-cluster", "FIRSTRUN_HEALTH_TIMEOUT=1h", "PROXY_URL=bob:p%40ss@proxy.internal:3128"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("the health unit's environment lacks %q: %q", want, env)
+		}
+	}
+	if slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "PATH=") }) {
+		t.Errorf("the health unit gets more than the inputs: %q", env)
+	}
+	if !r.logged("not waiting here for the agent to register: ecs.service starts only after this unit finishes; "+healthUnit+" waits instead", "follow") {
+		t.Errorf("the hand-over is not logged:\n%s", r.stderr)
+	}
+}
+
+func TestNoHandOffWhenOurUnitIsNotInTheWay(t *testing.T) {
+	for _, state := range []string{"active", "deactivating"} {
+		h := newLiveHost(t)
+		h.fromCloudFinal(state)
+		if r := h.run(t, fastEnv); r.code != exitOK {
+			t.Fatalf("%s: exit %d\n%s", state, r.code, r.stderr)
+		}
+		if len(h.sd.Transient) != 0 || h.agent.polls.Load() == 0 {
+			t.Errorf("%s: handed off %v, polled %d; want a wait in-process", state, h.sd.Transient, h.agent.polls.Load())
+		}
+	}
+}
+
+func TestHealthOnlyRunRecordsItsOutcome(t *testing.T) {
+	h := newLiveHost(t)
+	if r := h.run(t, fastEnv, "--skip", "health"); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	h.agent.after = -1
+	r := h.run(t, fastEnv, "--skip", "apply,services")
+	if r.code != exitHealth {
+		t.Fatalf("health-only run: exit %d, want %d", r.code, exitHealth)
+	}
+	rec, _, _ := lastrun.Read(hostpath.Root(h.root))
+	if rec.Result != lastrun.Failed || rec.Phase != "health" {
+		t.Errorf("marker %+v, want the health-only run's failure", rec)
 	}
 }

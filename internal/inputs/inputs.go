@@ -120,6 +120,20 @@ func relevant(key string) bool {
 	return isSpecKey(key) || strings.HasPrefix(key, "ECS_") || strings.HasPrefix(key, "FIRSTRUN_")
 }
 
+// Inputs returns the entries of env (KEY=value) that firstrun reads as inputs, and the
+// AWS_* ones the AWS SDK reads, in order: what a second firstrun process must be given
+// to see the same inputs.
+func Inputs(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, ok := strings.Cut(kv, "=")
+		if ok && (relevant(k) || strings.HasPrefix(k, "AWS_")) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // Resolve merges the env file's values (file names the file in problems; data may be
 // nil when there is none) under the process environment env (KEY=value strings): the
 // environment wins. An empty value counts as not given. Keys in the env file that

@@ -462,3 +462,12 @@ func TestParseEnvFileHidesPastedPassword(t *testing.T) {
 		t.Errorf("problem %q", problems[0].Msg)
 	}
 }
+
+func TestInputsKeepsWhatFirstrunAndTheSDKRead(t *testing.T) {
+	env := []string{"PATH=/bin", "ECS_CLUSTER=c", "HOME=/root", "PROXY_URL=p:1", "ECS_LOGLEVEL=debug",
+		"FIRSTRUN_HEALTH_TIMEOUT=1m", "AWS_REGION=us-east-1", "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:1338", "LANG=C", "malformed"}
+	want := []string{"ECS_CLUSTER=c", "PROXY_URL=p:1", "ECS_LOGLEVEL=debug", "FIRSTRUN_HEALTH_TIMEOUT=1m", "AWS_REGION=us-east-1", "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:1338"}
+	if got := inputs.Inputs(env); !reflect.DeepEqual(got, want) {
+		t.Errorf("Inputs =\n %q\nwant\n %q", got, want)
+	}
+}

@@ -2,6 +2,7 @@ package services
 
 import (
 	"github.com/firstrun/firstrun/internal/testenv"
+	"reflect"
 
 	"bufio"
 	"context"
@@ -29,7 +30,7 @@ import (
 func privateBus(t *testing.T) string {
 	t.Helper()
 	bin, err := exec.LookPath("dbus-daemon")
-	testenv.Need(t, err == nil, "dbus-daemon (Debian package dbus) for the D-Bus tests")
+	testenv.Need(t, err == nil, "dbus-daemon (Debian package dbus-daemon) for the D-Bus tests")
 	dir := t.TempDir()
 	config := filepath.Join(dir, "bus.conf")
 	err = os.WriteFile(config, []byte(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -187,6 +188,7 @@ func TestDBus(t *testing.T) {
 		"UnitFileState":        dbus.MakeVariant("enabled"),
 		"ActiveEnterTimestamp": dbus.MakeVariant(uint64(usec)),
 		"NeedDaemonReload":     dbus.MakeVariant(true),
+		"After":                dbus.MakeVariant([]string{"network-online.target", "containerd.service"}),
 		"Job":                  dbus.MakeVariant(job{8, "/org/freedesktop/systemd1/job/8"}),
 		"Description":          dbus.MakeVariant("Docker Application Container Engine"),
 	})
@@ -227,8 +229,9 @@ func TestDBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantState := UnitState{Name: Docker, LoadState: "loaded", ActiveState: "active", SubState: "running",
-		UnitFileState: "enabled", ActiveSince: time.UnixMicro(usec), NeedReload: true, JobPending: true}
-	if st != wantState {
+		UnitFileState: "enabled", ActiveSince: time.UnixMicro(usec), NeedReload: true, JobPending: true,
+		After: []string{"network-online.target", "containerd.service"}}
+	if !reflect.DeepEqual(st, wantState) {
 		t.Errorf("State:\n got %+v\nwant %+v", st, wantState)
 	}
 	if _, err := d.State(ctx, ECS); err == nil || !strings.Contains(err.Error(), "ecs.service") {

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
 )
 
 // BootedDir exists when systemd is the running init system (what sd_booted(3)
@@ -121,6 +123,35 @@ func (d *DBus) State(ctx context.Context, unit string) (UnitState, error) {
 	return unitState(unit, props)
 }
 
+// OwnUnit is GetUnitByPID of this process.
+func (d *DBus) OwnUnit(ctx context.Context) (string, error) {
+	ctx, cancel := call(ctx)
+	defer cancel()
+	name, err := d.conn.GetUnitNameByPID(ctx, uint32(os.Getpid()))
+	if err != nil {
+		return "", fmt.Errorf("D-Bus GetUnitByPID: %w", err)
+	}
+	return name, nil
+}
+
+// StartTransient is StartTransientUnit in mode "fail" (an active unit of that name is
+// an error, not replaced), with CollectMode=inactive-or-failed so that a failed run
+// does not block the name for the next one.
+func (d *DBus) StartTransient(ctx context.Context, name string, argv, env []string) error {
+	ctx, cancel := call(ctx)
+	defer cancel()
+	props := []sddbus.Property{
+		sddbus.PropDescription("firstrun: " + strings.Join(argv, " ")),
+		sddbus.PropExecStart(argv, true),
+		{Name: "Environment", Value: godbus.MakeVariant(env)},
+		{Name: "CollectMode", Value: godbus.MakeVariant("inactive-or-failed")},
+	}
+	if _, err := d.conn.StartTransientUnitContext(ctx, name, "fail", props, nil); err != nil {
+		return fmt.Errorf("D-Bus StartTransientUnit %s: %w", name, err)
+	}
+	return nil
+}
+
 // Close closes the connection. It may be called more than once.
 func (d *DBus) Close() {
 	if d == nil || d.conn == nil {
@@ -150,6 +181,7 @@ func unitState(unit string, props map[string]any) (UnitState, error) {
 		st.ActiveSince = time.UnixMicro(int64(usec))
 	}
 	st.NeedReload, _ = props["NeedDaemonReload"].(bool)
+	st.After, _ = props["After"].([]string)
 	// Job is the struct (job id, job object path); id 0 is no job.
 	if job, ok := props["Job"].([]any); ok && len(job) > 0 {
 		id, _ := job[0].(uint32)

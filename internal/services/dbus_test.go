@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -27,10 +28,12 @@ func TestUnitState(t *testing.T) {
 			props: map[string]any{
 				"Id": "docker.service", "LoadState": "loaded", "ActiveState": "active", "SubState": "running",
 				"UnitFileState": "enabled", "ActiveEnterTimestamp": usec, "NeedDaemonReload": true,
-				"Job": []any{uint32(42), dbus.ObjectPath("/org/freedesktop/systemd1/job/42")},
+				"After": []string{"cloud-final.service", "docker.service"},
+				"Job":   []any{uint32(42), dbus.ObjectPath("/org/freedesktop/systemd1/job/42")},
 			},
 			want: UnitState{Name: Docker, LoadState: "loaded", ActiveState: "active", SubState: "running",
-				UnitFileState: "enabled", ActiveSince: time.UnixMicro(int64(usec)), NeedReload: true, JobPending: true},
+				UnitFileState: "enabled", ActiveSince: time.UnixMicro(int64(usec)), NeedReload: true, JobPending: true,
+				After: []string{"cloud-final.service", "docker.service"}},
 		},
 		{
 			name: "never active, no job",
@@ -64,7 +67,7 @@ func TestUnitState(t *testing.T) {
 			if (err != nil) != tc.wantErr {
 				t.Errorf("error %v, want error %v", err, tc.wantErr)
 			}
-			if got != tc.want {
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got  %+v\nwant %+v", got, tc.want)
 			}
 		})

@@ -3,6 +3,7 @@ package services
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +25,12 @@ type Fake struct {
 	EnableFunc func(ctx context.Context, units ...string) error
 	StartFunc  func(ctx context.Context, unit string, restart bool) error
 	StateFunc  func(ctx context.Context, unit string) (UnitState, error)
+
+	// Own is the unit OwnUnit names ("" reads as an error, as for a process systemd
+	// does not know).
+	Own string
+	// Transient records StartTransient's units: name to argv and env.
+	Transient map[string][2][]string
 
 	mu     sync.Mutex
 	calls  []string
@@ -179,6 +186,37 @@ func (f *Fake) unit(name string) UnitState {
 	}
 	st.Name = name
 	return st
+}
+
+// OwnUnit records "own-unit" and returns Own.
+func (f *Fake) OwnUnit(ctx context.Context) (string, error) {
+	f.record("own-unit")
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if f.Own == "" {
+		return "", fmt.Errorf("PID %d does not belong to any loaded unit", os.Getpid())
+	}
+	return f.Own, nil
+}
+
+// StartTransient records "transient NAME" and keeps argv and env in Transient; like
+// systemd in mode "fail", it refuses a name already in use.
+func (f *Fake) StartTransient(ctx context.Context, name string, argv, env []string) error {
+	f.record("transient " + name)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.Transient[name]; ok {
+		return fmt.Errorf("unit %s already exists", name)
+	}
+	if f.Transient == nil {
+		f.Transient = map[string][2][]string{}
+	}
+	f.Transient[name] = [2][]string{argv, env}
+	return nil
 }
 
 // Close marks the Fake closed; it records no call.

@@ -49,6 +49,9 @@ type UnitState struct {
 	// JobPending tells that a job (start, stop, restart, ...) is queued or running for
 	// the unit (its Job property is set), so its state is about to change.
 	JobPending bool
+	// After lists the units this unit is ordered after: its start job waits for
+	// theirs.
+	After []string
 }
 
 // Active reports whether the unit is active.
@@ -120,6 +123,13 @@ type Systemd interface {
 	Start(ctx context.Context, unit string, restart bool) error
 	// State reads the unit's state.
 	State(ctx context.Context, unit string) (UnitState, error)
+	// OwnUnit names the unit this process runs in, such as cloud-final.service when
+	// user data runs firstrun, or session-3.scope over SSH.
+	OwnUnit(ctx context.Context) (string, error)
+	// StartTransient starts a transient service unit that runs argv with the
+	// environment env (KEY=value), like systemd-run, and returns once it is queued.
+	// The unit is garbage-collected when it ends, its log stays in the journal.
+	StartTransient(ctx context.Context, name string, argv, env []string) error
 	// Close releases the connection.
 	Close()
 }

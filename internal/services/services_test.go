@@ -3,6 +3,7 @@ package services
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +100,7 @@ func TestWaitActive(t *testing.T) {
 			if polls != tc.polls {
 				t.Errorf("%d polls, want %d", polls, tc.polls)
 			}
-			if last := tc.states[len(tc.states)-1]; st != last {
+			if last := tc.states[len(tc.states)-1]; !reflect.DeepEqual(st, last) {
 				t.Errorf("returned state %+v, want %+v", st, last)
 			}
 		})
