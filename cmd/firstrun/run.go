@@ -48,11 +48,14 @@ type options struct {
 var skippable = []string{"apply", "services", "health"}
 
 const usageText = `Usage: firstrun [flags]
+       firstrun --check [--output table|json]
 
-Configures this ECS container instance: writes /etc/ecs/ecs.config, the proxy settings
-of docker, the ECS agent and the log agent, and the log agent's configuration, changing
-only what differs. Inputs come from the environment and the env file; the environment
-wins.
+Makes this ECS container instance a member of its cluster: writes /etc/ecs/ecs.config,
+the proxy settings of docker, the ECS agent and the log agent, and the log agent's
+configuration, changing only what differs; starts docker, ecs and the log agent through
+systemd (restarting those whose settings changed); and waits, bounded, until the agent
+has registered to the cluster. Inputs come from the environment and the env file; the
+environment wins. --check changes nothing and reports what does not hold.
 
 Flags:
 `
