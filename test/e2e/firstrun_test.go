@@ -289,16 +289,24 @@ func TestProxyAddedThenRemoved(t *testing.T) {
 	}
 }
 
-func TestAgentNeverRegisters(t *testing.T) {
-	b := boot(t)
-	if err := b.s.WriteFile(b.ctx(10*time.Second), "/etc/fakeagent.env", []byte("FAKEAGENT_NEVER_REGISTER=true\n"), 0o644); err != nil {
-		t.Fatal(err)
+// failingAgent sets the fake agent's knob, runs firstrun with a 5 s health timeout and
+// console logs, and fails the test unless it exits 8.
+func (b *box) failingAgent(knob string) result {
+	b.t.Helper()
+	if err := b.s.WriteFile(b.ctx(10*time.Second), "/etc/fakeagent.env", []byte(knob+"\n"), 0o644); err != nil {
+		b.t.Fatal(err)
 	}
 	b.envFile(envWith("FIRSTRUN_HEALTH_TIMEOUT=5s")...)
 	r := b.firstrun("--log-format", "console")
 	if r.code != 8 {
-		t.Fatalf("exit %d, want 8\n%s", r.code, r.stderr)
+		b.t.Fatalf("exit %d, want 8\n%s", r.code, r.stderr)
 	}
+	return r
+}
+
+func TestAgentNeverRegisters(t *testing.T) {
+	b := boot(t)
+	r := b.failingAgent("FAKEAGENT_NEVER_REGISTER=true")
 	// The bound: 5 s of waiting, after docker's start; generous for a shared machine.
 	if r.took > 90*time.Second {
 		t.Errorf("firstrun took %s with a 5 s health timeout", r.took)
@@ -320,14 +328,7 @@ func TestAgentNeverRegisters(t *testing.T) {
 
 func TestAgentRegisteredToAnotherCluster(t *testing.T) {
 	b := boot(t)
-	if err := b.s.WriteFile(b.ctx(10*time.Second), "/etc/fakeagent.env", []byte("FAKEAGENT_PINNED_CLUSTER=default\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b.envFile(envWith("FIRSTRUN_HEALTH_TIMEOUT=5s")...)
-	r := b.firstrun("--log-format", "console")
-	if r.code != 8 {
-		t.Fatalf("exit %d, want 8\n%s", r.code, r.stderr)
-	}
+	r := b.failingAgent("FAKEAGENT_PINNED_CLUSTER=default")
 	if want := `the agent is registered to cluster "default", not "e2e-cluster": was ECS_CLUSTER picked up?`; !strings.Contains(r.stderr, want) {
 		t.Errorf("no clear message %q:\n%s", want, r.stderr)
 	}

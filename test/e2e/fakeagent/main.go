@@ -42,6 +42,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/firstrun/firstrun/internal/redact"
 )
 
 // version is what /v1/metadata reports in its Version field.
@@ -151,19 +153,6 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// redactURL hides the credentials of a proxy URL ("http://user:pass@host:3128" or
-// "user:pass@host:3128"): everything between the scheme and the last "@".
-func redactURL(v string) string {
-	prefix, rest := "", v
-	if i := strings.Index(v, "://"); i >= 0 {
-		prefix, rest = v[:i+3], v[i+3:]
-	}
-	if j := strings.LastIndex(rest, "@"); j >= 0 {
-		return prefix + "REDACTED" + rest[j:]
-	}
-	return v
-}
-
 // logger writes agent-style lines to each of its writers.
 type logger struct {
 	mu sync.Mutex
@@ -205,7 +194,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) int 
 	}
 	lg.log("info", "Starting Amazon ECS Agent", "version", version, "cluster", k.Cluster)
 	lg.log("info", "Proxy settings",
-		"HTTP_PROXY", setOrNot(redactURL(k.HTTPProxy)), "NO_PROXY", setOrNot(k.NoProxy))
+		"HTTP_PROXY", setOrNot(redact.Value("HTTP_PROXY", k.HTTPProxy)), "NO_PROXY", setOrNot(k.NoProxy))
 
 	if err := waitDocker(ctx, k.DockerSocket, k.DockerTimeout); err != nil {
 		if ctx.Err() != nil {

@@ -23,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/firstrun/firstrun/internal/redact"
 )
 
 // Where the real agent keeps its configuration.
@@ -126,23 +128,10 @@ func proxySection(path string) ([]string, error) {
 		case in && line != "" && !strings.HasPrefix(line, "#"):
 			key, value, _ := strings.Cut(line, "=")
 			key, value = strings.TrimSpace(key), strings.TrimSpace(value)
-			lines = append(lines, key+" = "+redactURL(value))
+			lines = append(lines, key+" = "+redact.Value(key, value))
 		}
 	}
 	return lines, sc.Err()
-}
-
-// redactURL hides the credentials of a URL (possibly quoted): everything between the
-// scheme and the last "@".
-func redactURL(v string) string {
-	prefix, rest := "", v
-	if i := strings.Index(v, "://"); i >= 0 {
-		prefix, rest = v[:i+3], v[i+3:]
-	}
-	if j := strings.LastIndex(rest, "@"); j >= 0 {
-		return prefix + "REDACTED" + rest[j:]
-	}
-	return v
 }
 
 // logf writes one agent-style line: "TIME I! message".

@@ -74,7 +74,7 @@ func TestProxySection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{`http_proxy = "http://REDACTED@proxy.example:3128"`, `no_proxy = "169.254.169.254"`}
+	want := []string{`http_proxy = "http://user:REDACTED@proxy.example:3128"`, `no_proxy = "169.254.169.254"`}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("got %q, want %q", got, want)
 	}
