@@ -181,7 +181,7 @@ func TestDockerAndAgent(t *testing.T) {
 		t.Errorf("Cluster = %v with FAKEAGENT_PINNED_CLUSTER=pinned", md["Cluster"])
 	}
 	journal := run(t, ctx, s, "journalctl", "-b", "-u", "ecs", "--no-pager", "-o", "cat")
-	if !strings.Contains(journal, `HTTP_PROXY="REDACTED@proxy.example:3128"`) || strings.Contains(journal, "secret") {
+	if !strings.Contains(journal, `HTTP_PROXY="user:REDACTED@proxy.example:3128"`) || strings.Contains(journal, "secret") {
 		t.Errorf("agent journal does not show the redacted proxy:\n%s", journal)
 	}
 }
