@@ -175,6 +175,13 @@ var vtBadInputs = []struct {
 	{name: "agent url scheme", env: vtEnv("FIRSTRUN_AGENT_URL=ftp://127.0.0.1:51678/v1/metadata"), wantVar: "FIRSTRUN_AGENT_URL", wantMsg: "must use the http or https scheme"},
 	{name: "agent url without host", env: vtEnv("FIRSTRUN_AGENT_URL=http:///v1/metadata"), wantVar: "FIRSTRUN_AGENT_URL", wantMsg: "must name a host"},
 	{name: "agent url with credentials", env: vtEnv("FIRSTRUN_AGENT_URL=http://u:secret@127.0.0.1:51678/"), wantVar: "FIRSTRUN_AGENT_URL", wantMsg: "must not carry credentials"},
+	{name: "signal not a boolean", env: vtEnv("FIRSTRUN_SIGNAL=maybe"), wantVar: "FIRSTRUN_SIGNAL", wantMsg: "must be true or false"},
+	{name: "signal without logical id", env: vtEnv("FIRSTRUN_SIGNAL=true"), wantVar: "LOGICAL_RESOURCE_ID", wantMsg: "is required with FIRSTRUN_SIGNAL=true"},
+	{name: "signal without region", env: vtEnv("FIRSTRUN_SIGNAL=true", "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup", "-AWS_REGION"), wantVar: "AWS_REGION", wantMsg: "is required with FIRSTRUN_SIGNAL=true"},
+	{name: "logical id with a hyphen", env: vtEnv("LOGICAL_RESOURCE_ID=ECS-Group"), wantVar: "LOGICAL_RESOURCE_ID", wantMsg: "must be 1-255 letters and digits"},
+	{name: "imds switch", env: vtEnv("FIRSTRUN_IMDS=auto"), wantVar: "FIRSTRUN_IMDS", wantMsg: "must be on or off"},
+	{name: "cluster tag with a space", env: vtEnv("FIRSTRUN_CLUSTER_TAG=ecs cluster"), wantVar: "FIRSTRUN_CLUSTER_TAG", wantMsg: "must be a tag key readable in the instance metadata"},
+	{name: "cluster tag _index", env: vtEnv("FIRSTRUN_CLUSTER_TAG=_index"), wantVar: "FIRSTRUN_CLUSTER_TAG", wantMsg: "must be a tag key readable in the instance metadata"},
 	{name: "unknown FIRSTRUN_ variable", env: vtEnv("FIRSTRUN_LOGAGENT=none"), wantVar: "FIRSTRUN_LOGAGENT", wantMsg: "is not a firstrun setting"},
 
 	// ECS_* passthrough

@@ -19,6 +19,8 @@ const (
 	FromEnvironment Source = "environment"
 	FromEnvFile     Source = "env file"
 	FromDefault     Source = "default"
+	// FromIMDS is the instance metadata service: the identity document or a tag.
+	FromIMDS Source = "instance metadata"
 )
 
 // LogAgent is the log agent firstrun configures.
@@ -74,6 +76,13 @@ type Config struct {
 	ServiceTimeout time.Duration
 	// AgentURL is the ECS agent's /v1/metadata endpoint.
 	AgentURL string
+	// Signal asks for the CloudFormation signal; LogicalID names the resource to signal.
+	Signal    bool
+	LogicalID string
+	// IMDS allows discovery from the instance metadata; ClusterTag is the tag read for
+	// ECS_CLUSTER.
+	IMDS       bool
+	ClusterTag string
 	// Sources says where each given value came from.
 	Sources map[string]Source
 }
@@ -118,6 +127,17 @@ func strictEscape(s string) string {
 // relevant reports whether a process environment variable is an input of firstrun.
 func relevant(key string) bool {
 	return isSpecKey(key) || strings.HasPrefix(key, "ECS_") || strings.HasPrefix(key, "FIRSTRUN_")
+}
+
+// Discovered adds values found in the instance metadata (IMDS) for the inputs that
+// neither the environment nor the env file gave: those two always win.
+func (r Raw) Discovered(values map[string]string) {
+	for _, k := range slices.Sorted(maps.Keys(values)) {
+		if v := values[k]; v != "" && r.Values[k] == "" {
+			r.Values[k] = v
+			r.Sources[k] = FromIMDS
+		}
+	}
 }
 
 // Inputs returns the entries of env (KEY=value) that firstrun reads as inputs, and the

@@ -139,11 +139,8 @@ func TestResolve(t *testing.T) {
 		"ECS_LOGLEVEL":             inputs.FromEnvFile,
 		"FIRSTRUN_NO_PROXY":        inputs.FromEnvironment,
 		"ECS_ENABLE_TASK_IAM_ROLE": inputs.FromEnvironment,
-		"FIRSTRUN_LOG_AGENT":       inputs.FromDefault,
-		"FIRSTRUN_HEALTH_TIMEOUT":  inputs.FromDefault,
-		"FIRSTRUN_SERVICE_TIMEOUT": inputs.FromDefault,
-		"FIRSTRUN_AGENT_URL":       inputs.FromDefault,
 	}
+	withDefaults(wantSources)
 	if !reflect.DeepEqual(raw.Sources, wantSources) {
 		t.Errorf("Sources =\n%q\nwant\n%q", raw.Sources, wantSources)
 	}
@@ -324,14 +321,11 @@ func TestValidateKeepsSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]inputs.Source{
-		"ECS_CLUSTER":              inputs.FromEnvironment,
-		"STACK_NAME":               inputs.FromEnvFile,
-		"AUTOSCALING_GROUP":        inputs.FromEnvFile,
-		"FIRSTRUN_LOG_AGENT":       inputs.FromDefault,
-		"FIRSTRUN_HEALTH_TIMEOUT":  inputs.FromDefault,
-		"FIRSTRUN_SERVICE_TIMEOUT": inputs.FromDefault,
-		"FIRSTRUN_AGENT_URL":       inputs.FromDefault,
+		"ECS_CLUSTER":       inputs.FromEnvironment,
+		"STACK_NAME":        inputs.FromEnvFile,
+		"AUTOSCALING_GROUP": inputs.FromEnvFile,
 	}
+	withDefaults(want)
 	if !reflect.DeepEqual(cfg.Sources, want) {
 		t.Errorf("Sources = %q, want %q", cfg.Sources, want)
 	}
@@ -469,5 +463,48 @@ func TestInputsKeepsWhatFirstrunAndTheSDKRead(t *testing.T) {
 	want := []string{"ECS_CLUSTER=c", "PROXY_URL=p:1", "ECS_LOGLEVEL=debug", "FIRSTRUN_HEALTH_TIMEOUT=1m", "AWS_REGION=us-east-1", "AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:1338"}
 	if got := inputs.Inputs(env); !reflect.DeepEqual(got, want) {
 		t.Errorf("Inputs =\n %q\nwant\n %q", got, want)
+	}
+}
+
+// withDefaults adds to sources every input that has a default and is not in it, as
+// coming from the default.
+func withDefaults(sources map[string]inputs.Source) {
+	for _, k := range []string{"FIRSTRUN_LOG_AGENT", "FIRSTRUN_HEALTH_TIMEOUT", "FIRSTRUN_SERVICE_TIMEOUT",
+		"FIRSTRUN_AGENT_URL", "FIRSTRUN_SIGNAL", "FIRSTRUN_IMDS", "FIRSTRUN_CLUSTER_TAG"} {
+		if _, ok := sources[k]; !ok {
+			sources[k] = inputs.FromDefault
+		}
+	}
+}
+
+func TestDiscoveredNeverWinsOverGivenValues(t *testing.T) {
+	raw, problems := inputs.Resolve([]string{"ECS_CLUSTER=from-env"}, "f.env", []byte("STACK_NAME=from-file\n"))
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	raw.Discovered(map[string]string{"ECS_CLUSTER": "from-tag", "STACK_NAME": "from-tag", "AUTOSCALING_GROUP": "asg-from-tag", "AWS_REGION": "", "LOGICAL_RESOURCE_ID": "ECSAutoScalingGroup"})
+	want := map[string]string{"ECS_CLUSTER": "from-env", "STACK_NAME": "from-file", "AUTOSCALING_GROUP": "asg-from-tag", "LOGICAL_RESOURCE_ID": "ECSAutoScalingGroup"}
+	for k, v := range want {
+		if raw.Values[k] != v {
+			t.Errorf("%s = %q, want %q", k, raw.Values[k], v)
+		}
+	}
+	if raw.Sources["AUTOSCALING_GROUP"] != inputs.FromIMDS || raw.Sources["ECS_CLUSTER"] != inputs.FromEnvironment {
+		t.Errorf("sources %q", raw.Sources)
+	}
+	if _, ok := raw.Values["AWS_REGION"]; ok {
+		t.Error("an empty discovered value was added")
+	}
+}
+
+func TestSignalTargetIsReadEvenWhenOtherInputsAreInvalid(t *testing.T) {
+	raw, _ := inputs.Resolve([]string{"FIRSTRUN_SIGNAL=true", "STACK_NAME=prod", "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup", "AWS_DEFAULT_REGION=eu-west-1", "ECS_CLUSTER=bad cluster"}, "", nil)
+	if _, err := inputs.Validate(raw, inputs.Probe{}); err == nil {
+		t.Fatal("an invalid ECS_CLUSTER was accepted")
+	}
+	on, target := inputs.Signal(raw)
+	want := inputs.SignalTarget{StackName: "prod", LogicalID: "ECSAutoScalingGroup", Region: "eu-west-1"}
+	if !on || target != want {
+		t.Errorf("Signal = %v, %+v; want true, %+v", on, target, want)
 	}
 }

@@ -27,6 +27,10 @@ type Spec struct {
 	NoProxy          string `envconfig:"FIRSTRUN_NO_PROXY" desc:"Extra comma-separated NO_PROXY entries (hosts, domains, IPs, CIDRs), added to the ones the platform needs."`
 	HealthTimeout    string `envconfig:"FIRSTRUN_HEALTH_TIMEOUT" default:"10m" desc:"How long to wait for the ECS agent to register to the cluster (Go duration: 90s, 10m; at most 12h)."`
 	ServiceTimeout   string `envconfig:"FIRSTRUN_SERVICE_TIMEOUT" default:"2m" desc:"How long to wait for docker and the log agent to become active, each (Go duration; at most 12h)."`
+	LogicalID        string `envconfig:"LOGICAL_RESOURCE_ID" desc:"CloudFormation logical id of the resource whose CreationPolicy waits for the signal (the Auto Scaling group, say). From the aws:cloudformation:logical-id tag when not given."`
+	Signal           string `envconfig:"FIRSTRUN_SIGNAL" default:"false" desc:"true: tell CloudFormation SUCCESS once the agent has joined, FAILURE on any failure (as --signal). Needs STACK_NAME, LOGICAL_RESOURCE_ID, the region and the instance id."`
+	IMDS             string `envconfig:"FIRSTRUN_IMDS" default:"on" desc:"on: discover the region, the instance id and the instance's tags from IMDSv2 (the environment and the env file win); off: never ask the instance metadata service."`
+	ClusterTag       string `envconfig:"FIRSTRUN_CLUSTER_TAG" default:"ecs:cluster-name" desc:"Instance tag whose value is ECS_CLUSTER when ECS_CLUSTER is not given (instance metadata tags must be enabled)."`
 	AgentURL         string `envconfig:"FIRSTRUN_AGENT_URL" default:"http://127.0.0.1:51678/v1/metadata" desc:"The ECS agent's introspection endpoint polled for registration; never reached through the proxy."`
 }
 

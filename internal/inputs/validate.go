@@ -58,7 +58,11 @@ var (
 	region       = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
 	ecsKey       = regexp.MustCompile(`^ECS_[A-Z0-9_]+$`)
 	noProxyEntry = regexp.MustCompile(`^[A-Za-z0-9.\-_:/*\[\]]+$`)
-	hostName     = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
+	// CloudFormation logical ids: "The logical ID must be alphanumeric (A-Za-z0-9) and
+	// unique within the template."
+	logicalID      = regexp.MustCompile(`^[A-Za-z0-9]{1,255}$`)
+	metadataTagKey = regexp.MustCompile(`^[A-Za-z0-9+\-=.,_:@]{1,128}$`)
+	hostName       = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
 )
 
 // asgNameMax is CreateAutoScalingGroup's limit for AutoScalingGroupName.
@@ -88,7 +92,12 @@ func Validate(raw Raw, probe Probe) (Config, error) {
 		HealthTimeout:  v.timeout("FIRSTRUN_HEALTH_TIMEOUT", spec.HealthTimeout),
 		ServiceTimeout: v.timeout("FIRSTRUN_SERVICE_TIMEOUT", spec.ServiceTimeout),
 		AgentURL:       v.agentURL(spec.AgentURL),
+		IMDS:           v.onOff("FIRSTRUN_IMDS", spec.IMDS),
+		ClusterTag:     v.tagKey("FIRSTRUN_CLUSTER_TAG", spec.ClusterTag),
 	}
+	var target SignalTarget
+	cfg.Signal, target = v.signal(spec)
+	cfg.LogicalID = target.LogicalID
 	cfg.StackName, cfg.AutoscalingGroup = v.logGroupParts(spec.StackName, spec.AutoscalingGroup, cfg.LogAgent)
 	if cfg.LogAgent == LogAgentAwslogs && spec.Region == "" && spec.DefaultRegion == "" && v.ok("AWS_REGION") && v.ok("AWS_DEFAULT_REGION") {
 		v.add("AWS_REGION", "is required with the awslogs agent (or AWS_DEFAULT_REGION): it goes into awscli.conf")
@@ -285,6 +294,96 @@ func (v *validator) ecsSettings() []Setting {
 		}
 	}
 	return out
+}
+
+// SignalTarget is what the CloudFormation signal needs from the inputs.
+type SignalTarget struct {
+	StackName, LogicalID, Region string
+}
+
+// Signal reads the inputs the CloudFormation signal needs, each checked on its own and
+// leniently, so that a run whose other inputs are invalid can still tell
+// CloudFormation FAILURE: whether the signal is asked for (FIRSTRUN_SIGNAL, the
+// default false when unreadable) and whatever of the target is valid.
+func Signal(raw Raw) (bool, SignalTarget) {
+	v := newValidator(raw)
+	spec, _ := decode(raw.Values)
+	on, t := v.signal(spec)
+	return on, t
+}
+
+// signal checks FIRSTRUN_SIGNAL and, when it is on, that the target is complete.
+func (v *validator) signal(spec Spec) (bool, SignalTarget) {
+	on := false
+	if v.ok("FIRSTRUN_SIGNAL") {
+		b, err := strconv.ParseBool(spec.Signal)
+		if err != nil {
+			v.add("FIRSTRUN_SIGNAL", "must be true or false (got %s)", v.shown("FIRSTRUN_SIGNAL"))
+		}
+		on = b
+	}
+	t := SignalTarget{LogicalID: v.logicalID(spec.LogicalID)}
+	if v.ok("STACK_NAME") && stackName.MatchString(spec.StackName) {
+		t.StackName = spec.StackName
+	}
+	t.Region = spec.Region
+	if t.Region == "" {
+		t.Region = spec.DefaultRegion
+	}
+	if !region.MatchString(t.Region) || !v.ok("AWS_REGION") || !v.ok("AWS_DEFAULT_REGION") {
+		t.Region = ""
+	}
+	if on {
+		need := func(key, value, what string) {
+			if value == "" && v.raw.Values[key] == "" {
+				v.add(key, "is required with FIRSTRUN_SIGNAL=true (or --signal): %s (or from the instance's tags, with instance metadata tags on)", what)
+			}
+		}
+		need("STACK_NAME", t.StackName, "the stack to signal")
+		need("LOGICAL_RESOURCE_ID", t.LogicalID, "the resource whose CreationPolicy waits")
+		if t.Region == "" && spec.Region == "" && spec.DefaultRegion == "" {
+			v.add("AWS_REGION", "is required with FIRSTRUN_SIGNAL=true (or --signal): the region of CloudFormation's endpoint (or from the instance identity document)")
+		}
+	}
+	return on, t
+}
+
+// logicalID checks LOGICAL_RESOURCE_ID: CloudFormation's rule, letters and digits.
+func (v *validator) logicalID(id string) string {
+	switch {
+	case id == "" || !v.ok("LOGICAL_RESOURCE_ID"):
+	case logicalID.MatchString(id):
+		return id
+	default:
+		v.add("LOGICAL_RESOURCE_ID", "must be 1-255 letters and digits, as CloudFormation logical ids are (got %s)", v.shown("LOGICAL_RESOURCE_ID"))
+	}
+	return ""
+}
+
+// onOff reads an on/off switch.
+func (v *validator) onOff(key, s string) bool {
+	switch {
+	case !v.ok(key):
+	case s == "on":
+		return true
+	case s != "off":
+		v.add(key, "must be on or off (got %s)", v.shown(key))
+	}
+	return false
+}
+
+// tagKey checks a tag key that is read through the instance metadata, where keys may
+// not hold spaces or '/' and may not be ".", ".." or "_index" (EC2 User Guide, "Work
+// with instance tags in instance metadata").
+func (v *validator) tagKey(key, s string) string {
+	switch {
+	case !v.ok(key):
+	case !metadataTagKey.MatchString(s) || s == "." || s == ".." || s == "_index":
+		v.add(key, "must be a tag key readable in the instance metadata: 1-128 of letters, digits and + - = . , _ : @ (got %s)", v.shown(key))
+	default:
+		return s
+	}
+	return ""
 }
 
 // timeout parses a wait's bound: a Go duration above zero and at most maxTimeout.
