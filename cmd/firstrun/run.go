@@ -19,10 +19,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/firstrun/firstrun/internal/awslogs"
+	"github.com/firstrun/firstrun/internal/cfnsignal"
 	"github.com/firstrun/firstrun/internal/ecsconfig"
 	"github.com/firstrun/firstrun/internal/files"
 	"github.com/firstrun/firstrun/internal/health"
 	"github.com/firstrun/firstrun/internal/hostpath"
+	"github.com/firstrun/firstrun/internal/imds"
 	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/logging"
 	"github.com/firstrun/firstrun/internal/platform"
@@ -40,6 +42,7 @@ type options struct {
 	logFormat string
 	skip      map[string]bool // phases not to run
 	check     bool            // --check: report, change nothing
+	signal    bool            // --signal: tell CloudFormation how the run ended
 	output    string          // --check's output: table or json
 }
 
@@ -103,6 +106,10 @@ type deps struct {
 	interval time.Duration
 	// now is the clock, for the last-run marker.
 	now func() time.Time
+	// discover asks the instance metadata (imds.Discover).
+	discover func(ctx context.Context, clusterTag string) (imds.Info, error)
+	// signaler returns the CloudFormation client for a target.
+	signaler func(ctx context.Context, t inputs.SignalTarget) (cfnsignal.Signaler, error)
 }
 
 // realDeps are the production side effects.
@@ -116,12 +123,20 @@ func realDeps(root string) deps {
 		live:     filepath.Clean(root) == "/",
 		interval: health.DefaultInterval,
 		now:      time.Now,
+		discover: realDiscover,
+		signaler: realSignaler,
 	}
 }
 
 // run runs the job's phases in order, logging each with its duration, and returns the
 // exit code.
 func (j *job) run(ctx context.Context, log *zap.Logger) int {
+	code, err := j.runPhases(ctx, log)
+	return j.signal(ctx, log, code, err)
+}
+
+// runPhases runs the phases in order and returns the exit code and the failure.
+func (j *job) runPhases(ctx context.Context, log *zap.Logger) (int, error) {
 	start := time.Now()
 	log.Info("firstrun starting", zap.String("version", version), zap.String("root", j.opts.root), zap.Bool("dry_run", j.opts.dryRun))
 	j.logLastRun(log)
@@ -156,13 +171,13 @@ func (j *job) run(ctx context.Context, log *zap.Logger) int {
 				// Console logs escape newlines; say it once more, readably, for people.
 				fmt.Fprintf(j.stderr, "\nfirstrun: %v\n", err)
 			}
-			return code
+			return code, err
 		}
 		plog.Info("phase done", zap.Duration("duration", time.Since(t0)))
 	}
 	j.recordOutcome(log, "", exitOK)
 	log.Info("firstrun done", zap.Duration("duration", time.Since(start)))
-	return exitOK
+	return exitOK, nil
 }
 
 // skipped returns why phase is not run, or "".
@@ -193,6 +208,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 	fsFlags.StringVar(&skip, "skip", "", "comma-separated `PHASES` not to run: "+strings.Join(skippable, ", ")+" (image builds skip services,health)")
 	fsFlags.BoolVar(&o.check, "check", false, "check the files, the units and the agent's registration, print a report and change nothing; exit 0 when all hold")
 	fsFlags.StringVar(&o.output, "output", "table", "--check's report `FORMAT`: table or json")
+	fsFlags.BoolVar(&o.signal, "signal", false, "tell CloudFormation SUCCESS once the agent has joined, FAILURE on any failure (as FIRSTRUN_SIGNAL=true)")
 	fsFlags.BoolVar(&showVersion, "version", false, "print the version and exit")
 	usage := func(w io.Writer) {
 		fmt.Fprint(w, usageText)
@@ -212,7 +228,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 		fmt.Fprint(w, "\nExit codes: 0 done, 1 internal error, 2 invalid input (nothing written), 3 usage error,\n"+
 			"4 files could not be read or written, 5 unsupported platform (Amazon Linux 1), 6 stopped by a signal,\n"+
 			"7 a service could not be started (or no systemd), 8 the agent did not register in time,\n"+
-			"9 --check found a problem.\n")
+			"9 --check found a problem, 10 the run succeeded but the CloudFormation signal failed.\n")
 	}
 	err := fsFlags.Parse(args)
 	switch {
@@ -284,6 +300,10 @@ type job struct {
 
 	blockedBy string // firstrun's own unit, when ecs.service's start waits for it
 	handedOff bool   // the wait for registration was handed to healthUnit
+
+	raw        inputs.Raw // the inputs as read, for the signal even when invalid
+	rawOK      bool       // raw was read
+	instanceID string     // from the instance metadata
 }
 
 // fileWriter plans and applies file changes: *files.Writer.
@@ -308,7 +328,7 @@ func (j *job) phases() []phase {
 // resolve checks the platform, reads the env file, the environment, the host's probes
 // and the state file, and validates every input: all problems at once, before anything
 // is written.
-func (j *job) resolve(_ context.Context, log *zap.Logger) error {
+func (j *job) resolve(ctx context.Context, log *zap.Logger) error {
 	plat, err := platform.Detect(j.root)
 	if err != nil {
 		return withCode(exitApply, err)
@@ -322,6 +342,11 @@ func (j *job) resolve(_ context.Context, log *zap.Logger) error {
 		return withCode(exitInput, err)
 	}
 	raw, problems := inputs.Resolve(j.env, name, data)
+	j.discover(ctx, log, raw)
+	j.raw, j.rawOK = raw, true
+	if on, _ := inputs.Signal(raw); (on || j.opts.signal) && j.deps.live && j.instance() == "" {
+		problems = append(problems, inputs.Problem{Var: "instance id", Msg: "is unknown (the instance metadata did not answer and cloud-init left no record): the CloudFormation signal needs it"})
+	}
 	probe := inputs.Probe{
 		CloudWatchAgent: exists(j.root.Join(hostpath.CloudWatchAgentBinary)),
 		Awslogs:         exists(j.root.Join(hostpath.AwslogsDir)),

@@ -170,6 +170,9 @@ func (j *job) handOff(ctx context.Context, log *zap.Logger) error {
 	if j.opts.envFile != "" {
 		argv = append(argv, "--env-file", j.opts.envFile)
 	}
+	if j.opts.signal {
+		argv = append(argv, "--signal")
+	}
 	if err := j.sd.StartTransient(ctx, healthUnit, argv, inputs.Inputs(j.env)); err != nil {
 		return withCode(exitServices, fmt.Errorf("handing the wait over to %s: %w", healthUnit, err))
 	}

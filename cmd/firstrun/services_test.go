@@ -16,8 +16,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/firstrun/firstrun/internal/cfnsignal"
 	"github.com/firstrun/firstrun/internal/health"
 	"github.com/firstrun/firstrun/internal/hostpath"
+	"github.com/firstrun/firstrun/internal/imds"
+	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/lastrun"
 	"github.com/firstrun/firstrun/internal/logging"
 	"github.com/firstrun/firstrun/internal/services"
@@ -59,6 +62,7 @@ type liveHost struct {
 	dials int // connections made to systemd
 	noBus error
 	now   time.Time
+	mods  []func(*deps) // more changes to the deps, such as a fake cloud
 }
 
 func newLiveHost(t *testing.T) *liveHost {
@@ -78,20 +82,27 @@ func (h *liveHost) run(t *testing.T, env []string, args ...string) frResult {
 	if done {
 		t.Fatalf("parseFlags ended the run: exit %d: %s", code, stderr.String())
 	}
-	j := &job{opts: opts, env: env, root: hostpath.Root(h.root), stdout: &stdout, stderr: &stderr,
-		deps: testDeps(h.root, func(d *deps) {
-			d.live = true
-			d.interval = time.Millisecond
-			d.now = func() time.Time { return h.now }
-			d.connect = func(context.Context) (services.Systemd, error) {
-				h.dials++
-				if h.noBus != nil {
-					return nil, h.noBus
-				}
-				return h.sd, nil
+	base := func(d *deps) {
+		d.live = true
+		d.interval = time.Millisecond
+		d.now = func() time.Time { return h.now }
+		d.connect = func(context.Context) (services.Systemd, error) {
+			h.dials++
+			if h.noBus != nil {
+				return nil, h.noBus
 			}
-			d.newAgent = func(string) health.Getter { return h.agent }
-		})}
+			return h.sd, nil
+		}
+		d.newAgent = func(string) health.Getter { return h.agent }
+		d.discover = func(context.Context, string) (imds.Info, error) {
+			return imds.Info{}, errors.New("no instance metadata in unit tests")
+		}
+		d.signaler = func(context.Context, inputs.SignalTarget) (cfnsignal.Signaler, error) {
+			return nil, errors.New("no CloudFormation in unit tests")
+		}
+	}
+	j := &job{opts: opts, env: env, root: hostpath.Root(h.root), stdout: &stdout, stderr: &stderr,
+		deps: testDeps(h.root, append([]func(*deps){base}, h.mods...)...)}
 	log, err := logging.New(&stderr, opts.logFormat)
 	if err != nil {
 		t.Fatal(err)

@@ -498,12 +498,16 @@ func TestDiscoveredNeverWinsOverGivenValues(t *testing.T) {
 }
 
 func TestSignalTargetIsReadEvenWhenOtherInputsAreInvalid(t *testing.T) {
-	raw, _ := inputs.Resolve([]string{"FIRSTRUN_SIGNAL=true", "STACK_NAME=prod", "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup", "AWS_DEFAULT_REGION=eu-west-1", "ECS_CLUSTER=bad cluster"}, "", nil)
+	raw, _ := inputs.Resolve([]string{"FIRSTRUN_SIGNAL=true", "PROXY_URL=proxy.internal:3128", "STACK_NAME=prod", "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup", "AWS_DEFAULT_REGION=eu-west-1", "ECS_CLUSTER=bad cluster"}, "", nil)
 	if _, err := inputs.Validate(raw, inputs.Probe{}); err == nil {
 		t.Fatal("an invalid ECS_CLUSTER was accepted")
 	}
 	on, target := inputs.Signal(raw)
 	want := inputs.SignalTarget{StackName: "prod", LogicalID: "ECSAutoScalingGroup", Region: "eu-west-1"}
+	if target.Proxy == nil || target.Proxy.String() != "http://proxy.internal:3128" {
+		t.Errorf("proxy %v, want http://proxy.internal:3128", target.Proxy)
+	}
+	target.Proxy = nil
 	if !on || target != want {
 		t.Errorf("Signal = %v, %+v; want true, %+v", on, target, want)
 	}

@@ -299,6 +299,8 @@ func (v *validator) ecsSettings() []Setting {
 // SignalTarget is what the CloudFormation signal needs from the inputs.
 type SignalTarget struct {
 	StackName, LogicalID, Region string
+	// Proxy is PROXY_URL when it is valid: the signal goes through it.
+	Proxy *url.URL
 }
 
 // Signal reads the inputs the CloudFormation signal needs, each checked on its own and
@@ -309,6 +311,7 @@ func Signal(raw Raw) (bool, SignalTarget) {
 	v := newValidator(raw)
 	spec, _ := decode(raw.Values)
 	on, t := v.signal(spec)
+	t.Proxy = v.proxy(spec.ProxyURL)
 	return on, t
 }
 

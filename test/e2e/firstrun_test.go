@@ -23,6 +23,7 @@ var baseEnv = []string{
 	"AUTOSCALING_GROUP=e2e-asg",
 	"FIRSTRUN_HEALTH_TIMEOUT=60s",
 	"FIRSTRUN_SERVICE_TIMEOUT=60s",
+	"FIRSTRUN_IMDS=off", // the sandbox has no instance metadata but in TestOnAWS
 }
 
 // envWith returns baseEnv with each KEY=value given set (replacing KEY's line).

@@ -93,6 +93,7 @@ func demo(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	env = append(env, "# The sandbox has no instance metadata service.\nFIRSTRUN_IMDS=off\n"...)
 	step("Inputs: /etc/firstrun/firstrun.env (%s)", strings.TrimPrefix(example, testenv.RepoRoot()+"/"))
 	fmt.Print(string(env))
 	if err := s.WriteFile(ctx, "/etc/firstrun/firstrun.env", env, 0o600); err != nil {

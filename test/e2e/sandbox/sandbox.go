@@ -151,7 +151,7 @@ func Rootfs(ctx context.Context, cacheDir string) (string, error) {
 }
 
 // BuildBinaries builds, static (CGO_ENABLED=0), what the sandbox runs from
-// /opt/sandbox/bin into dir: fakeagent, fakecwagent, and firstrun itself
+// /opt/sandbox/bin into dir: fakeagent, fakecwagent, fakecfn, and firstrun itself
 // (`make build OUT=dir/firstrun`, the release build).
 func BuildBinaries(ctx context.Context, dir string) error {
 	dir, err := filepath.Abs(dir)
@@ -165,6 +165,7 @@ func BuildBinaries(ctx context.Context, dir string) error {
 	builds := [][]string{
 		{"go", "build", "-trimpath", "-o", filepath.Join(dir, "fakeagent"), "./test/e2e/fakeagent"},
 		{"go", "build", "-trimpath", "-o", filepath.Join(dir, "fakecwagent"), "./test/e2e/fakecwagent"},
+		{"go", "build", "-trimpath", "-o", filepath.Join(dir, "fakecfn"), "./test/e2e/fakecfn"},
 		{"make", "--no-print-directory", "-C", root, "build", "OUT=" + filepath.Join(dir, "firstrun")},
 	}
 	for _, args := range builds {

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/firstrun/firstrun/internal/cfnsignal"
+	"github.com/firstrun/firstrun/internal/imds"
+	"github.com/firstrun/firstrun/internal/inputs"
+	"github.com/firstrun/firstrun/internal/lastrun"
+)
+
+// signalOnInterrupt bounds the FAILURE signal sent after SIGTERM or SIGINT: systemd
+// kills a unit 90 s after its stop signal by default.
+const signalOnInterrupt = 20 * time.Second
+
+// discover asks the instance metadata for what the environment and the env file did
+// not give, unless FIRSTRUN_IMDS=off or AWS_EC2_METADATA_DISABLED=true. IMDS being
+// unreachable is logged and the run carries on: validation then names what is
+// missing.
+func (j *job) discover(ctx context.Context, log *zap.Logger, raw inputs.Raw) {
+	switch {
+	case !j.deps.live:
+		return
+	case raw.Values["FIRSTRUN_IMDS"] == "off":
+		log.Info("instance metadata: not asked (FIRSTRUN_IMDS=off)")
+		return
+	case envValue(j.env, "AWS_EC2_METADATA_DISABLED") == "true":
+		log.Info("instance metadata: not asked (AWS_EC2_METADATA_DISABLED=true)")
+		return
+	}
+	tag := raw.Values["FIRSTRUN_CLUSTER_TAG"]
+	if tag == "" {
+		tag = imds.DefaultClusterTag
+	}
+	t0 := time.Now()
+	info, err := j.deps.discover(ctx, tag)
+	fields := []zap.Field{zap.Duration("duration", time.Since(t0)), zap.Int("requests", info.Requests),
+		zap.String("instance_id", info.InstanceID), zap.String("region", info.Region), zap.Bool("tags_exposed", info.TagsExposed)}
+	if err != nil {
+		log.Warn("instance metadata unavailable: carrying on with the environment and the env file", append(fields, zap.Error(err))...)
+	} else {
+		log.Info("instance metadata", fields...)
+	}
+	j.instanceID = info.InstanceID
+	found := map[string]string{
+		"ECS_CLUSTER":         info.Cluster,
+		"STACK_NAME":          info.StackName,
+		"AUTOSCALING_GROUP":   info.AutoscalingGroup,
+		"LOGICAL_RESOURCE_ID": info.LogicalID,
+	}
+	// The identity document's region stands in only when neither region input is
+	// given: AWS_REGION and AWS_DEFAULT_REGION may not disagree.
+	if raw.Values["AWS_REGION"] == "" && raw.Values["AWS_DEFAULT_REGION"] == "" {
+		found["AWS_REGION"] = info.Region
+	}
+	raw.Discovered(found)
+}
+
+// envValue returns KEY's value in env, "" when absent.
+func envValue(env []string, key string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if len(env[i]) > len(key) && env[i][:len(key)+1] == key+"=" {
+			return env[i][len(key)+1:]
+		}
+	}
+	return ""
+}
+
+// instance returns the instance id: from IMDS, or else from cloud-init's record.
+func (j *job) instance() string {
+	if j.instanceID != "" {
+		return j.instanceID
+	}
+	return lastrun.InstanceID(j.root)
+}
+
+// signal tells CloudFormation how the run ended, when asked to (--signal or
+// FIRSTRUN_SIGNAL=true): SUCCESS when code is exitOK, FAILURE with runErr's reason
+// otherwise. It returns the exit code to leave with: a failed signal turns success into
+// exitSignal, and never replaces the code of the run's own failure.
+func (j *job) signal(ctx context.Context, log *zap.Logger, code int, runErr error) int {
+	if !j.rawOK {
+		if j.opts.signal {
+			log.Error("cannot signal CloudFormation: the inputs could not be read", zap.Error(runErr))
+		}
+		return code
+	}
+	on, target := inputs.Signal(j.raw)
+	on = on || j.opts.signal
+	log = log.With(zap.String("phase", "signal"))
+	switch {
+	case !on:
+		return code
+	case j.opts.dryRun:
+		log.Info("phase skipped", zap.String("reason", "--dry-run"))
+		return code
+	case !j.deps.live:
+		log.Info("phase skipped", zap.String("reason", "--root is not /"))
+		return code
+	case j.handedOff:
+		log.Info("phase skipped", zap.String("reason", healthUnit+" signals once the agent has joined"))
+		return code
+	}
+	s := cfnsignal.Signal{StackName: target.StackName, LogicalResourceID: target.LogicalID, UniqueID: j.instance(), Status: cfnsignal.Success}
+	if code != exitOK {
+		s.Status = cfnsignal.Failure
+		if runErr != nil {
+			s.Reason = runErr.Error()
+		}
+	}
+	sctx := ctx
+	if ctx.Err() != nil { // stopped by a signal: still tell CloudFormation, briefly
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), signalOnInterrupt)
+		defer cancel()
+	}
+	t0 := time.Now()
+	err := j.sendSignal(sctx, target, s)
+	fields := []zap.Field{zap.String("status", string(s.Status)), zap.String("stack", s.StackName), zap.String("logical_id", s.LogicalResourceID),
+		zap.String("unique_id", s.UniqueID), zap.Duration("duration", time.Since(t0))}
+	if s.Reason != "" {
+		fields = append(fields, zap.String("reason", s.Reason))
+	}
+	if err != nil {
+		log.Error("CloudFormation signal failed", append(fields, zap.Error(err))...)
+		if code == exitOK {
+			if j.opts.logFormat == "console" {
+				fmt.Fprintf(j.stderr, "\nfirstrun: the CloudFormation signal failed: %v\n", err)
+			}
+			return exitSignal
+		}
+		return code
+	}
+	log.Info("CloudFormation signalled", fields...)
+	return code
+}
+
+// sendSignal checks the signal's target and sends it.
+func (j *job) sendSignal(ctx context.Context, target inputs.SignalTarget, s cfnsignal.Signal) error {
+	var missing []string
+	for _, m := range []struct{ name, value string }{
+		{"STACK_NAME", s.StackName}, {"LOGICAL_RESOURCE_ID", s.LogicalResourceID},
+		{"the instance id (IMDS or cloud-init)", s.UniqueID}, {"AWS_REGION", target.Region},
+	} {
+		if m.value == "" {
+			missing = append(missing, m.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("cannot signal without %v", missing)
+	}
+	sig, err := j.deps.signaler(ctx, target)
+	if err != nil {
+		return err
+	}
+	return sig.Send(ctx, s)
+}
+
+// realSignaler is the production CloudFormation client.
+func realSignaler(ctx context.Context, t inputs.SignalTarget) (cfnsignal.Signaler, error) {
+	c, err := cfnsignal.New(ctx, cfnsignal.Options{Region: t.Region, Proxy: t.Proxy})
+	if err != nil {
+		return nil, fmt.Errorf("CloudFormation client: %w", err)
+	}
+	return c, nil
+}
+
+// realDiscover is the production IMDS discovery.
+func realDiscover(ctx context.Context, clusterTag string) (imds.Info, error) {
+	return imds.Discover(ctx, imds.NewClient(imds.Options{}), clusterTag)
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/firstrun/firstrun/internal/cfnsignal"
+	"github.com/firstrun/firstrun/internal/imds"
+	"github.com/firstrun/firstrun/internal/inputs"
+)
+
+// cloud is a fake of the AWS side: what IMDS says, and the signals CloudFormation got.
+type cloud struct {
+	info      imds.Info
+	imdsErr   error
+	asked     int
+	signals   []cfnsignal.Signal
+	targets   []inputs.SignalTarget
+	signalErr error
+}
+
+// on makes h's runs talk to c instead of AWS.
+func (c *cloud) on(h *liveHost) {
+	h.mods = append(h.mods, func(d *deps) {
+		d.discover = func(_ context.Context, tag string) (imds.Info, error) {
+			c.asked++
+			info := c.info
+			if tag != imds.DefaultClusterTag {
+				info.Cluster = "" // the fake instance has only the default tag
+			}
+			return info, c.imdsErr
+		}
+		d.signaler = func(_ context.Context, t inputs.SignalTarget) (cfnsignal.Signaler, error) {
+			c.targets = append(c.targets, t)
+			return cfnsignal.Func(func(_ context.Context, s cfnsignal.Signal) error {
+				c.signals = append(c.signals, s)
+				return c.signalErr
+			}), nil
+		}
+	})
+}
+
+// taggedInstance is an instance launched by CloudFormation in an Auto Scaling group
+// with instance metadata tags on.
+func taggedInstance() imds.Info {
+	return imds.Info{Region: "eu-west-1", InstanceID: "i-0123456789abcdef0", TagsExposed: true, Requests: 7,
+		StackName: "microtrader", LogicalID: "ECSAutoScalingGroup", AutoscalingGroup: "microtrader-ECSAutoScalingGroup-1X2Y", Cluster: "tagged-cluster"}
+}
+
+// onlyTimeouts are inputs that name nothing: everything else comes from IMDS.
+var onlyTimeouts = []string{"FIRSTRUN_HEALTH_TIMEOUT=300ms", "FIRSTRUN_SERVICE_TIMEOUT=2s", "PATH=/usr/bin:/bin"}
+
+func TestDiscoveryFillsWhatIsNotGiven(t *testing.T) {
+	h := newLiveHost(t)
+	c := &cloud{info: taggedInstance()}
+	c.on(h)
+	h.agent.cluster = "tagged-cluster"
+	r := h.run(t, withEnv(onlyTimeouts, "STACK_NAME=given-stack"), "--signal")
+	if r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	cfg, _ := frRead(t, h.root, "/etc/ecs/ecs.config")
+	if !strings.Contains(cfg, "ECS_CLUSTER=tagged-cluster\n") {
+		t.Errorf("ECS_CLUSTER not taken from the tag:\n%s", cfg)
+	}
+	json, _ := frRead(t, h.root, "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json")
+	if !strings.Contains(json, "/given-stack/ec2/microtrader-ECSAutoScalingGroup-1X2Y/") {
+		t.Errorf("log groups do not use the given stack and the discovered group:\n%s", json)
+	}
+	sources := map[string]string{}
+	for _, l := range r.logs {
+		if l["msg"] == "input" {
+			sources[l["name"].(string)] = l["source"].(string)
+		}
+	}
+	for k, want := range map[string]string{"ECS_CLUSTER": "instance metadata", "STACK_NAME": "environment", "AUTOSCALING_GROUP": "instance metadata", "AWS_REGION": "instance metadata", "LOGICAL_RESOURCE_ID": "instance metadata"} {
+		if sources[k] != want {
+			t.Errorf("%s logged as from %q, want %q", k, sources[k], want)
+		}
+	}
+	want := cfnsignal.Signal{StackName: "given-stack", LogicalResourceID: "ECSAutoScalingGroup", UniqueID: "i-0123456789abcdef0", Status: cfnsignal.Success}
+	if len(c.signals) != 1 || c.signals[0] != want {
+		t.Errorf("signals %+v, want one %+v", c.signals, want)
+	}
+	if len(c.targets) != 1 || c.targets[0].Region != "eu-west-1" {
+		t.Errorf("signal targets %+v, want the discovered region", c.targets)
+	}
+}
+
+func TestIMDSUnavailableCarriesOnWithTheEnvironment(t *testing.T) {
+	h := newLiveHost(t)
+	c := &cloud{imdsErr: errors.New("instance metadata service unavailable: connection refused")}
+	c.on(h)
+	r := h.run(t, fastEnv)
+	if r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if !r.logged("instance metadata unavailable: carrying on with the environment and the env file", "error") {
+		t.Errorf("IMDS being down is not logged:\n%s", r.stderr)
+	}
+
+	// With nothing in the environment, validation names what is then missing.
+	h2 := newLiveHost(t)
+	c.on(h2)
+	r = h2.run(t, onlyTimeouts)
+	if r.code != exitInput || !strings.Contains(r.stderr, "ECS_CLUSTER") {
+		t.Errorf("exit %d, want %d naming ECS_CLUSTER\n%s", r.code, exitInput, r.stderr)
+	}
+}
+
+func TestIMDSOff(t *testing.T) {
+	for _, env := range [][]string{
+		withEnv(fastEnv, "FIRSTRUN_IMDS=off"),
+		withEnv(fastEnv, "AWS_EC2_METADATA_DISABLED=true"),
+	} {
+		h := newLiveHost(t)
+		c := &cloud{info: taggedInstance()}
+		c.on(h)
+		if r := h.run(t, env); r.code != exitOK {
+			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		}
+		if c.asked != 0 {
+			t.Errorf("%q: IMDS asked %d times", env[len(env)-1], c.asked)
+		}
+	}
+}
+
+func TestSignalFailureOnEveryFailure(t *testing.T) {
+	sig := []string{"FIRSTRUN_SIGNAL=true", "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"}
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		setup func(h *liveHost)
+		code  int
+	}{
+		{"invalid input", withEnv(fastEnv, append(sig, "ECS_CLUSTER=bad cluster")...), nil, exitInput},
+		{"services", withEnv(fastEnv, sig...), func(h *liveHost) { h.noBus = errors.New("no bus") }, exitServices},
+		{"health timeout", withEnv(fastEnv, sig...), func(h *liveHost) { h.agent.after = -1 }, exitHealth},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newLiveHost(t)
+			c := &cloud{info: taggedInstance()}
+			c.on(h)
+			if tc.setup != nil {
+				tc.setup(h)
+			}
+			r := h.run(t, tc.env)
+			if r.code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s", r.code, tc.code, r.stderr)
+			}
+			if len(c.signals) != 1 || c.signals[0].Status != cfnsignal.Failure || c.signals[0].Reason == "" {
+				t.Errorf("signals %+v, want one FAILURE with a reason", c.signals)
+			}
+			if !r.logged("CloudFormation signalled", "reason") {
+				t.Errorf("the FAILURE signal and its reason are not logged:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
+func TestFailedSignal(t *testing.T) {
+	sig := []string{"FIRSTRUN_SIGNAL=true", "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"}
+	h := newLiveHost(t)
+	c := &cloud{info: taggedInstance(), signalErr: errors.New("AccessDenied: not authorized to perform cloudformation:SignalResource")}
+	c.on(h)
+	if r := h.run(t, withEnv(fastEnv, sig...)); r.code != exitSignal || !strings.Contains(r.stderr, "AccessDenied") {
+		t.Errorf("a run that succeeded but could not signal: exit %d, want %d\n%s", r.code, exitSignal, r.stderr)
+	}
+	// It never hides the run's own failure.
+	h = newLiveHost(t)
+	c.on(h)
+	h.agent.after = -1
+	if r := h.run(t, withEnv(fastEnv, sig...)); r.code != exitHealth {
+		t.Errorf("a failed run whose signal failed too: exit %d, want %d", r.code, exitHealth)
+	}
+}
+
+func TestSignalNeedsTheInstanceID(t *testing.T) {
+	h := newLiveHost(t)
+	info := taggedInstance()
+	info.InstanceID = ""
+	c := &cloud{info: info}
+	c.on(h)
+	r := h.run(t, withEnv(fastEnv, "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), "--signal")
+	if r.code != exitInput || !strings.Contains(r.stderr, "instance id") {
+		t.Errorf("exit %d, want %d naming the instance id\n%s", r.code, exitInput, r.stderr)
+	}
+}
+
+func TestNoSignalUnlessAsked(t *testing.T) {
+	h := newLiveHost(t)
+	c := &cloud{info: taggedInstance()}
+	c.on(h)
+	if r := h.run(t, fastEnv); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if len(c.signals) != 0 {
+		t.Errorf("signalled %+v without --signal or FIRSTRUN_SIGNAL", c.signals)
+	}
+}
+
+func TestHandOffCarriesTheSignal(t *testing.T) {
+	h := newLiveHost(t)
+	c := &cloud{info: taggedInstance()}
+	c.on(h)
+	h.fromCloudFinal("activating")
+	if r := h.run(t, withEnv(fastEnv, "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), "--signal"); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if len(c.signals) != 0 {
+		t.Errorf("the handing-over run signalled %+v before the agent joined", c.signals)
+	}
+	if argv := h.sd.Transient[healthUnit][0]; !slices.Contains(argv, "--signal") {
+		t.Errorf("%s does not signal: argv %q", healthUnit, argv)
+	}
+}

@@ -1,0 +1,178 @@
+package cfnsignal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+	"github.com/aws/smithy-go/middleware"
+)
+
+// Defaults for the zero values of Options.
+const (
+	// DefaultMaxAttempts is how many requests a Send makes at most.
+	DefaultMaxAttempts = 6
+	// DefaultMaxBackoff caps the wait between two attempts. The standard
+	// retryer waits a random time below 2^n s after attempt n while 2^n s is at
+	// most the cap, then the cap itself: at most 2+4+8+16+20 s in all over six
+	// attempts. (AWS_NEW_RETRIES_2026=true changes the formula, not the cap.)
+	DefaultMaxBackoff = 20 * time.Second
+	// DefaultTimeout bounds a whole Send, waits included.
+	DefaultTimeout = 2 * time.Minute
+)
+
+// AttemptTimeout bounds the wait for one answer's headers, so that a request lost
+// in a proxy or a hung connection is retried rather than spending all of Timeout.
+const AttemptTimeout = 30 * time.Second
+
+// Options configure a Client.
+type Options struct {
+	// Region is the stack's region, such as us-east-1. Required.
+	Region string
+	// Proxy, when set, carries every request to CloudFormation (HTTPS through
+	// CONNECT); requests to the instance itself (IMDS for the instance role's
+	// credentials, loopback) never use it. Nil: direct, whatever HTTP_PROXY says.
+	Proxy *url.URL
+	// Endpoint replaces CloudFormation's endpoint, such as http://127.0.0.1:8080 in
+	// tests. Empty: the SDK's, which honours AWS_ENDPOINT_URL_CLOUDFORMATION and
+	// AWS_ENDPOINT_URL.
+	Endpoint string
+	// MaxAttempts is how many requests a Send makes at most; 0 means
+	// DefaultMaxAttempts.
+	MaxAttempts int
+	// MaxBackoff caps the wait between two attempts; 0 means DefaultMaxBackoff.
+	MaxBackoff time.Duration
+	// Timeout bounds a whole Send; 0 means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// withDefaults returns o with its zero values replaced by the defaults, or an error
+// naming each invalid field.
+func (o Options) withDefaults() (Options, error) {
+	var errs []error
+	if o.Region == "" {
+		errs = append(errs, errors.New("Region is empty"))
+	}
+	if o.Proxy != nil && ((o.Proxy.Scheme != "http" && o.Proxy.Scheme != "https") || o.Proxy.Host == "") {
+		errs = append(errs, fmt.Errorf("Proxy %q is not an http:// or https:// URL with a host", o.Proxy.Redacted()))
+	}
+	if o.Endpoint != "" {
+		if u, err := url.Parse(o.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("Endpoint %q is not an http:// or https:// URL with a host", o.Endpoint))
+		}
+	}
+	for _, f := range []struct {
+		name string
+		neg  bool
+	}{
+		{"MaxAttempts", o.MaxAttempts < 0}, {"MaxBackoff", o.MaxBackoff < 0}, {"Timeout", o.Timeout < 0},
+	} {
+		if f.neg {
+			errs = append(errs, fmt.Errorf("%s is negative", f.name))
+		}
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = DefaultMaxBackoff
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	return o, errors.Join(errs...)
+}
+
+// Client sends signals to CloudFormation.
+type Client struct {
+	api     *cloudformation.Client
+	retryer aws.Retryer
+	timeout time.Duration
+	http    *awshttp.BuildableClient // what every request goes through, IMDS's included
+}
+
+// New returns a Client. It loads the SDK's default configuration (credentials from
+// the default chain: the environment, the shared files, then the instance role
+// through IMDS) but makes no request.
+func New(ctx context.Context, o Options) (*Client, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("CloudFormation signal options: %w", err)
+	}
+	// The SDK's IMDS client clones this one too, keeping the Proxy function.
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.Proxy = proxyFunc(o.Proxy)
+		tr.ResponseHeaderTimeout = AttemptTimeout
+	})
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(o.Region), config.WithHTTPClient(httpClient))
+	if err != nil {
+		return nil, fmt.Errorf("loading the AWS configuration: %w", err)
+	}
+	// The retryer is CloudFormation's only: the credential chain keeps the SDK's.
+	retryer := retry.NewStandard(func(so *retry.StandardOptions) {
+		so.MaxAttempts = o.MaxAttempts
+		so.MaxBackoff = o.MaxBackoff
+		// CloudFormation throttles with HTTP 400 and code Throttling, which the
+		// standard retryer retries; a bare 429 (from a proxy, say) it does not.
+		so.Retryables = append(so.Retryables, retry.RetryableHTTPStatusCode{
+			Codes: map[int]struct{}{http.StatusTooManyRequests: {}},
+		})
+	})
+	api := cloudformation.NewFromConfig(cfg, func(co *cloudformation.Options) {
+		co.Retryer = retryer
+		co.RetryMaxAttempts = 0 // else AWS_MAX_ATTEMPTS would override MaxAttempts
+		if o.Endpoint != "" {
+			co.BaseEndpoint = aws.String(o.Endpoint)
+		}
+	})
+	return &Client{api: api, retryer: retryer, timeout: o.Timeout, http: httpClient}, nil
+}
+
+// Send validates s and sends it, retrying as Options say, within Options.Timeout and
+// ctx. A failure's error says which signal was not sent and why, wraps one of
+// ErrInvalid, ErrPermanent, ErrRetriesExhausted and ErrTimeout (none when ctx was
+// cancelled) and the SDK's error (a smithy.APIError when CloudFormation answered);
+// Attempts(err) tells how many requests were made.
+func (c *Client) Send(ctx context.Context, s Signal) error {
+	if err := s.Validate(); err != nil {
+		return &sendError{signal: s, err: err}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	attempts := 0
+	_, err := c.api.SignalResource(ctx, &cloudformation.SignalResourceInput{
+		StackName:         aws.String(s.StackName),
+		LogicalResourceId: aws.String(s.LogicalResourceID),
+		UniqueId:          aws.String(s.UniqueID),
+		Status:            types.ResourceSignalStatus(s.Status),
+	}, func(co *cloudformation.Options) {
+		co.APIOptions = append(co.APIOptions, countAttempts(&attempts))
+	})
+	if err != nil {
+		return &sendError{signal: s, attempts: attempts, kind: classify(ctx, c.retryer, err), err: err}
+	}
+	return nil
+}
+
+// countAttempts adds to *n once per attempt of the operation's retry loop, whether
+// or not the attempt gets as far as sending its request.
+func countAttempts(n *int) func(*middleware.Stack) error {
+	return func(stack *middleware.Stack) error {
+		return stack.Finalize.Insert(middleware.FinalizeMiddlewareFunc("cfnsignalCountAttempts",
+			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (
+				middleware.FinalizeOutput, middleware.Metadata, error,
+			) {
+				*n++
+				return next.HandleFinalize(ctx, in)
+			}), "Retry", middleware.After)
+	}
+}
