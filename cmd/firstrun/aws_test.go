@@ -8,8 +8,10 @@ import (
 	"testing"
 
 	"github.com/firstrun/firstrun/internal/cfnsignal"
+	"github.com/firstrun/firstrun/internal/health"
 	"github.com/firstrun/firstrun/internal/imds"
 	"github.com/firstrun/firstrun/internal/inputs"
+	"go.uber.org/zap"
 )
 
 // cloud is a fake of the AWS side: what IMDS says, and the signals CloudFormation got.
@@ -215,5 +217,30 @@ func TestHandOffCarriesTheSignal(t *testing.T) {
 	}
 	if argv := h.sd.Transient[healthUnit][0]; !slices.Contains(argv, "--signal") {
 		t.Errorf("%s does not signal: argv %q", healthUnit, argv)
+	}
+}
+
+func TestSIGTERMSignalsFailure(t *testing.T) {
+	h := newLiveHost(t)
+	c := &cloud{info: taggedInstance()}
+	c.on(h)
+	ctx, cancel := context.WithCancel(context.Background())
+	polls := 0
+	h.mods = append(h.mods, func(d *deps) {
+		d.newAgent = func(string) health.Getter {
+			return health.GetterFunc(func(context.Context) health.Status {
+				if polls++; polls == 3 {
+					cancel() // SIGTERM while waiting for the agent
+				}
+				return health.Status{Err: errors.New("connection refused")}
+			})
+		}
+	})
+	j := h.job(t, withEnv(fastEnv, "FIRSTRUN_HEALTH_TIMEOUT=1h", "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), "--signal")
+	if code := j.run(ctx, zap.NewNop()); code != exitInterrupted {
+		t.Fatalf("exit %d, want %d", code, exitInterrupted)
+	}
+	if len(c.signals) != 1 || c.signals[0].Status != cfnsignal.Failure || !strings.Contains(c.signals[0].Reason, "stopped by a signal") {
+		t.Errorf("signals %+v, want one FAILURE saying the run was stopped", c.signals)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -78,9 +79,32 @@ func newLiveHost(t *testing.T) *liveHost {
 func (h *liveHost) run(t *testing.T, env []string, args ...string) frResult {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	opts, code, done := parseFlags(append([]string{"--log-format", "json", "--root", h.root}, args...), &stdout, &stderr)
+	j := h.jobTo(t, &stdout, &stderr, env, args...)
+	log, err := logging.New(&stderr, j.opts.logFormat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var code int
+	if j.opts.check {
+		code = j.check(context.Background(), log)
+	} else {
+		code = j.run(context.Background(), log)
+	}
+	j.close()
+	return parseResult(t, code, stdout.String(), stderr.String())
+}
+
+// job returns the job firstrun would run on h, its output discarded.
+func (h *liveHost) job(t *testing.T, env []string, args ...string) *job {
+	return h.jobTo(t, io.Discard, io.Discard, env, args...)
+}
+
+// jobTo returns the job firstrun would run on h with env and args.
+func (h *liveHost) jobTo(t *testing.T, stdout, stderr io.Writer, env []string, args ...string) *job {
+	t.Helper()
+	opts, code, done := parseFlags(append([]string{"--log-format", "json", "--root", h.root}, args...), stdout, stderr)
 	if done {
-		t.Fatalf("parseFlags ended the run: exit %d: %s", code, stderr.String())
+		t.Fatalf("parseFlags ended the run: exit %d", code)
 	}
 	base := func(d *deps) {
 		d.live = true
@@ -101,19 +125,8 @@ func (h *liveHost) run(t *testing.T, env []string, args ...string) frResult {
 			return nil, errors.New("no CloudFormation in unit tests")
 		}
 	}
-	j := &job{opts: opts, env: env, root: hostpath.Root(h.root), stdout: &stdout, stderr: &stderr,
+	return &job{opts: opts, env: env, root: hostpath.Root(h.root), stdout: stdout, stderr: stderr,
 		deps: testDeps(h.root, append([]func(*deps){base}, h.mods...)...)}
-	log, err := logging.New(&stderr, opts.logFormat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if opts.check {
-		code = j.check(context.Background(), log)
-	} else {
-		code = j.run(context.Background(), log)
-	}
-	j.close()
-	return parseResult(t, code, stdout.String(), stderr.String())
 }
 
 // fastEnv is chapterEnv with a short health timeout.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/firstrun/firstrun/test/e2e/sandbox"
+	"github.com/firstrun/firstrun/test/imdsmock"
 )
 
 // firstrunBin is where the sandbox has the firstrun binary built from this tree.
@@ -379,5 +380,65 @@ func TestStartedFromCloudFinalDoesNotDeadlock(t *testing.T) {
 	}
 	if got := b.agentCluster(); got != "e2e-cluster" {
 		t.Errorf("the agent joined %q", got)
+	}
+}
+
+// TestOnAWS: on an instance whose metadata says everything (AWS's IMDS mock in the
+// sandbox, with the tags CloudFormation and Auto Scaling put on an instance), firstrun
+// given only the IMDS endpoint discovers its inputs, joins, and signals SUCCESS.
+func TestOnAWS(t *testing.T) {
+	b := boot(t)
+	mock := imdsmock.Config{Region: "eu-west-1", InstanceID: "i-0e2e0000000000001", Port: 1338, Hostname: "127.0.0.1", Tags: map[string]string{
+		"aws:cloudformation:stack-name": "e2e-stack",
+		"aws:cloudformation:logical-id": "ECSAutoScalingGroup",
+		"aws:autoscaling:groupName":     "e2e-stack-ECSAutoScalingGroup-1A2B",
+		"ecs:cluster-name":              "tagged-cluster",
+	}}
+	cfg, err := mock.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.s.WriteFile(b.ctx(10*time.Second), "/etc/imds-mock.json", cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.sh("systemd-run", "--unit=imds-mock", "--setenv=HOME=/root", sandbox.BinMount+"/ec2-metadata-mock", "-c", "/etc/imds-mock.json")
+	b.sh("systemd-run", "--unit=fakecfn", sandbox.BinMount+"/fakecfn", "-listen", "127.0.0.1:8081", "-log", "/var/log/fakecfn.jsonl")
+	// Ready when both listen (a bare TCP connect, so that fakecfn records no request).
+	b.sh("bash", "-c", `for i in $(seq 100); do
+		(: </dev/tcp/127.0.0.1/1338) 2>/dev/null && (: </dev/tcp/127.0.0.1/8081) 2>/dev/null && exit 0; sleep 0.1; done; exit 1`)
+
+	out, errOut, code, err := b.s.Exec(b.ctx(3*time.Minute), nil, "env",
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:1338",
+		"AWS_ENDPOINT_URL_CLOUDFORMATION=http://127.0.0.1:8081", // the fake, standing in for the regional endpoint
+		"FIRSTRUN_HEALTH_TIMEOUT=60s",
+		firstrunBin, "--log-format", "json", "--signal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	logs := string(errOut)
+	for _, want := range []string{
+		`"name":"ECS_CLUSTER","value":"tagged-cluster","source":"instance metadata"`,
+		`"name":"STACK_NAME","value":"e2e-stack","source":"instance metadata"`,
+		`"name":"AUTOSCALING_GROUP","value":"e2e-stack-ECSAutoScalingGroup-1A2B","source":"instance metadata"`,
+		`"name":"AWS_REGION","value":"eu-west-1","source":"instance metadata"`,
+		`"msg":"CloudFormation signalled"`,
+	} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
+	}
+	if got := b.agentCluster(); got != "tagged-cluster" {
+		t.Errorf("the agent joined %q, want tagged-cluster", got)
+	}
+	signals := b.sh("cat", "/var/log/fakecfn.jsonl")
+	want := `{"action":"SignalResource","stack_name":"e2e-stack","logical_resource_id":"ECSAutoScalingGroup","unique_id":"i-0e2e0000000000001","status":"SUCCESS","sigv4":true}`
+	if signals != want {
+		t.Errorf("CloudFormation got:\n%s\nwant one request:\n%s", signals, want)
+	}
+	if json := b.sh("cat", "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json"); !strings.Contains(json, `"/e2e-stack/ec2/e2e-stack-ECSAutoScalingGroup-1A2B/var/log/ecs/ecs-agent"`) {
+		t.Errorf("log groups not from the discovered stack and group:\n%s", json)
 	}
 }

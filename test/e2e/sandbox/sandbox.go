@@ -33,6 +33,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/firstrun/firstrun/test/imdsmock"
 )
 
 // BinMount is where Config.BinDir appears inside the sandbox.
@@ -151,7 +153,8 @@ func Rootfs(ctx context.Context, cacheDir string) (string, error) {
 }
 
 // BuildBinaries builds, static (CGO_ENABLED=0), what the sandbox runs from
-// /opt/sandbox/bin into dir: fakeagent, fakecwagent, fakecfn, and firstrun itself
+// /opt/sandbox/bin into dir: fakeagent, fakecwagent, fakecfn, AWS's IMDS mock
+// (ec2-metadata-mock), and firstrun itself
 // (`make build OUT=dir/firstrun`, the release build).
 func BuildBinaries(ctx context.Context, dir string) error {
 	dir, err := filepath.Abs(dir)
@@ -167,6 +170,9 @@ func BuildBinaries(ctx context.Context, dir string) error {
 		{"go", "build", "-trimpath", "-o", filepath.Join(dir, "fakecwagent"), "./test/e2e/fakecwagent"},
 		{"go", "build", "-trimpath", "-o", filepath.Join(dir, "fakecfn"), "./test/e2e/fakecfn"},
 		{"make", "--no-print-directory", "-C", root, "build", "OUT=" + filepath.Join(dir, "firstrun")},
+	}
+	if err := imdsmock.Build(ctx, filepath.Join(dir, "ec2-metadata-mock")); err != nil {
+		return fmt.Errorf("build binaries: %w", err)
 	}
 	for _, args := range builds {
 		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
