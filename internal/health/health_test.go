@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/firstrun/firstrun/internal/testenv"
 )
 
 const (
@@ -241,16 +242,8 @@ func TestClientTransportHasNoProxy(t *testing.T) {
 }
 
 func TestClientIgnoresProxyEnvironment(t *testing.T) {
-	// Go reads the proxy environment once per process, on first use: a check after
-	// anything else made a request would prove nothing. So it runs in a fresh process.
-	const child = "FIRSTRUN_HEALTH_TEST_PROXY_CHILD"
-	if os.Getenv(child) == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestClientIgnoresProxyEnvironment$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), child+"=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "--- PASS: TestClientIgnoresProxyEnvironment") {
-			t.Fatalf("the check in a fresh process failed: %v\n%s", err, out)
-		}
+	// Go reads the proxy environment once per process: the check runs in a fresh one.
+	if !testenv.InFreshProcess(t) {
 		return
 	}
 
