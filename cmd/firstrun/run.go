@@ -128,8 +128,8 @@ func realDeps(root string) deps {
 	}
 }
 
-// run runs the job's phases in order, logging each with its duration, and returns the
-// exit code.
+// run runs the job's phases in order, logging each with its duration, then tells
+// CloudFormation how they ended when asked to, and returns the exit code.
 func (j *job) run(ctx context.Context, log *zap.Logger) int {
 	code, err := j.runPhases(ctx, log)
 	return j.signal(ctx, log, code, err)
