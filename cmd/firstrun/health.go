@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/firstrun/firstrun/internal/health"
+	"github.com/firstrun/firstrun/internal/hostpath"
+	"github.com/firstrun/firstrun/internal/inputs"
+	"github.com/firstrun/firstrun/internal/services"
+)
+
+// diagnosisTimeout bounds the systemd questions asked for a diagnosis after a failure.
+const diagnosisTimeout = 5 * time.Second
+
+// agentLogLines is how many of the agent's last log lines a diagnosis shows.
+const agentLogLines = 15
+
+// health waits until the agent has registered to the configured cluster, logging each
+// change of what it answers; on timeout it returns a diagnosis.
+func (j *job) health(ctx context.Context, log *zap.Logger) error {
+	if j.blockedBy != "" {
+		return j.handOff(ctx, log)
+	}
+	cluster := j.cfg.Cluster
+	agent := j.deps.newAgent(j.cfg.AgentURL)
+	log.Info("waiting for the ECS agent to register", zap.String("cluster", cluster), zap.String("endpoint", j.cfg.AgentURL), zap.Duration("timeout", j.cfg.HealthTimeout))
+	st, err := health.Wait(ctx, agent, cluster, j.cfg.HealthTimeout, j.deps.interval, func(s health.Status) {
+		if other := s.WrongCluster(cluster); other != "" {
+			log.Warn("the agent is registered to another cluster", zap.String("agent_cluster", other), zap.String("want", cluster), zap.String("hint", "was ECS_CLUSTER picked up? an agent pinned by an old /var/lib/ecs/data checkpoint keeps its cluster"))
+			return
+		}
+		log.Info("agent", zap.String("status", s.String()))
+	})
+	if err == nil {
+		m := st.Metadata
+		log.Info("registered", zap.String("cluster", m.Cluster), zap.String("container_instance_arn", *m.ContainerInstanceArn), zap.String("agent_version", m.Version))
+		return nil
+	}
+	if !errors.Is(err, health.ErrTimeout) {
+		return err
+	}
+	d := j.diagnose(ctx, err)
+	log.Error("diagnosis", zap.String("problem", err.Error()), zap.Strings("units", d.units), zap.Strings("agent_log", d.agentLog))
+	return withCode(exitHealth, d)
+}
+
+// handOff starts firstrun-health.service, a transient unit that runs firstrun again
+// with the same inputs to wait for registration (and record the outcome), and returns
+// at once, so that the unit firstrun runs in can finish and let ecs.service start.
+func (j *job) handOff(ctx context.Context, log *zap.Logger) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return withCode(exitServices, fmt.Errorf("handing the wait over: finding firstrun's own path: %w", err))
+	}
+	argv := []string{exe, "--skip", "apply,services", "--log-format", j.opts.logFormat}
+	if j.opts.envFile != "" {
+		argv = append(argv, "--env-file", j.opts.envFile)
+	}
+	if j.opts.signal {
+		argv = append(argv, "--signal")
+	}
+	if err := j.sd.StartTransient(ctx, healthUnit, argv, inputs.Inputs(j.env)); err != nil {
+		return withCode(exitServices, fmt.Errorf("handing the wait over to %s: %w", healthUnit, err))
+	}
+	log.Warn("not waiting here for the agent to register: ecs.service starts only after this unit finishes; "+healthUnit+" waits instead",
+		zap.String("unit", j.blockedBy), zap.String("follow", "journalctl -u "+healthUnit), zap.String("check", "firstrun --check"))
+	j.handedOff = true
+	return nil
+}
+
+// diagnosis explains a registration timeout: what the agent last said, the units'
+// states and the agent's last log lines.
+type diagnosis struct {
+	err      error
+	units    []string
+	agentLog []string
+}
+
+func (d *diagnosis) Unwrap() error { return d.err }
+
+func (d *diagnosis) Error() string {
+	var b strings.Builder
+	b.WriteString(d.err.Error())
+	for _, u := range d.units {
+		b.WriteString("\n  " + u)
+	}
+	if len(d.agentLog) > 0 {
+		fmt.Fprintf(&b, "\n  last lines of %s:", hostpath.ECSAgentLog)
+		for _, l := range d.agentLog {
+			b.WriteString("\n    " + l)
+		}
+	}
+	return b.String()
+}
+
+// diagnose gathers, best effort and bounded, what explains err.
+func (j *job) diagnose(ctx context.Context, err error) *diagnosis {
+	d := &diagnosis{err: err}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), diagnosisTimeout)
+	defer cancel()
+	for _, name := range []string{services.Docker, services.ECS} {
+		d.units = append(d.units, j.unitLine(ctx, name))
+	}
+	lines, terr := health.Tail(j.root.Join(hostpath.ECSAgentLog), agentLogLines)
+	if terr != nil {
+		d.units = append(d.units, "agent log: "+terr.Error())
+	}
+	d.agentLog = lines
+	return d
+}
+
+// unitLine says one unit's state, or why it is unknown.
+func (j *job) unitLine(ctx context.Context, name string) string {
+	if !j.deps.live {
+		return name + ": not asked (--root is not /)"
+	}
+	sd, err := j.systemd(ctx)
+	if err != nil {
+		return name + ": unknown (systemd: " + err.Error() + ")"
+	}
+	st, err := sd.State(ctx, name)
+	if err != nil {
+		return name + ": unknown (" + err.Error() + ")"
+	}
+	return name + ": " + st.String()
+}
