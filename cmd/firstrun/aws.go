@@ -160,16 +160,12 @@ func (j *job) sendSignal(ctx context.Context, target inputs.SignalTarget, s cfns
 	return sig.Send(ctx, s)
 }
 
-// realSignaler is the production CloudFormation client.
-func realSignaler(ctx context.Context, t inputs.SignalTarget) (cfnsignal.Signaler, error) {
-	c, err := cfnsignal.New(ctx, cfnsignal.Options{Region: t.Region, Proxy: t.Proxy})
+// realSignaler is the production CloudFormation client; its instance-role credentials
+// come through imdsClient.
+func realSignaler(ctx context.Context, t inputs.SignalTarget, imdsClient *imds.Client) (cfnsignal.Signaler, error) {
+	c, err := cfnsignal.New(ctx, cfnsignal.Options{Region: t.Region, Proxy: t.Proxy, IMDS: imdsClient.SDK()})
 	if err != nil {
 		return nil, fmt.Errorf("CloudFormation client: %w", err)
 	}
 	return c, nil
-}
-
-// realDiscover is the production IMDS discovery.
-func realDiscover(ctx context.Context, clusterTag string) (imds.Info, error) {
-	return imds.Discover(ctx, imds.NewClient(imds.Options{}), clusterTag)
 }

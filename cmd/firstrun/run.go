@@ -114,6 +114,9 @@ type deps struct {
 
 // realDeps are the production side effects.
 func realDeps(root string) deps {
+	// One instance metadata client for discovery and the instance role's credentials:
+	// one session token for the run.
+	imdsClient := imds.NewClient(imds.Options{})
 	return deps{
 		newWriter: realWriter,
 		connect: func(ctx context.Context) (services.Systemd, error) {
@@ -123,8 +126,12 @@ func realDeps(root string) deps {
 		live:     filepath.Clean(root) == "/",
 		interval: health.DefaultInterval,
 		now:      time.Now,
-		discover: realDiscover,
-		signaler: realSignaler,
+		discover: func(ctx context.Context, clusterTag string) (imds.Info, error) {
+			return imds.Discover(ctx, imdsClient, clusterTag)
+		},
+		signaler: func(ctx context.Context, t inputs.SignalTarget) (cfnsignal.Signaler, error) {
+			return realSignaler(ctx, t, imdsClient)
+		},
 	}
 }
 

@@ -8,6 +8,9 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
+	sdkimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -53,6 +56,10 @@ type Options struct {
 	MaxBackoff time.Duration
 	// Timeout bounds a whole Send; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// IMDS, when set, is the instance metadata client the instance-role credentials
+	// are fetched with (the caller's, so that its session token is reused); nil: the
+	// SDK makes its own.
+	IMDS *sdkimds.Client
 }
 
 // withDefaults returns o with its zero values replaced by the defaults, or an error
@@ -113,7 +120,11 @@ func New(ctx context.Context, o Options) (*Client, error) {
 		tr.Proxy = proxyFunc(o.Proxy)
 		tr.ResponseHeaderTimeout = AttemptTimeout
 	})
-	cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(o.Region), config.WithHTTPClient(httpClient))
+	loads := []func(*config.LoadOptions) error{config.WithRegion(o.Region), config.WithHTTPClient(httpClient)}
+	if o.IMDS != nil {
+		loads = append(loads, config.WithEC2RoleCredentialOptions(func(ro *ec2rolecreds.Options) { ro.Client = o.IMDS }))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loads...)
 	if err != nil {
 		return nil, fmt.Errorf("loading the AWS configuration: %w", err)
 	}

@@ -75,6 +75,11 @@ type Client struct {
 	timeout  time.Duration
 }
 
+// SDK returns the AWS SDK client underneath, for the SDK's instance-role credentials
+// provider: sharing it, the credentials reuse this client's session token, so that a
+// run asks IMDS for one token in all.
+func (c *Client) SDK() *sdkimds.Client { return c.sdk }
+
 // NewClient returns a Client configured by opts.
 func NewClient(opts Options) *Client {
 	if opts.Timeout <= 0 {

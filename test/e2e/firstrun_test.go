@@ -438,6 +438,11 @@ func TestOnAWS(t *testing.T) {
 	if signals != want {
 		t.Errorf("CloudFormation got:\n%s\nwant one request:\n%s", signals, want)
 	}
+	// One IMDSv2 session token for the whole run: discovery and the instance role's
+	// credentials share the client.
+	if puts := b.sh("sh", "-c", "journalctl -u imds-mock --no-pager -o cat | grep -c 'GenerateToken Received request' || true"); puts != "1" {
+		t.Errorf("the run asked IMDS for %s session tokens, want 1", puts)
+	}
 	if json := b.sh("cat", "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json"); !strings.Contains(json, `"/e2e-stack/ec2/e2e-stack-ECSAutoScalingGroup-1A2B/var/log/ecs/ecs-agent"`) {
 		t.Errorf("log groups not from the discovered stack and group:\n%s", json)
 	}
