@@ -9,8 +9,11 @@ import (
 
 	"github.com/firstrun/firstrun/internal/cfnsignal"
 	"github.com/firstrun/firstrun/internal/health"
+	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/imds"
 	"github.com/firstrun/firstrun/internal/inputs"
+	"github.com/firstrun/firstrun/internal/lastrun"
+	"github.com/firstrun/firstrun/internal/testenv"
 	"go.uber.org/zap"
 )
 
@@ -242,5 +245,19 @@ func TestSIGTERMSignalsFailure(t *testing.T) {
 	}
 	if len(c.signals) != 1 || c.signals[0].Status != cfnsignal.Failure || !strings.Contains(c.signals[0].Reason, "stopped by a signal") {
 		t.Errorf("signals %+v, want one FAILURE saying the run was stopped", c.signals)
+	}
+}
+
+func TestMarkerRecordsTheDiscoveredInstanceID(t *testing.T) {
+	h := newLiveHost(t)
+	c := &cloud{info: taggedInstance()}
+	c.on(h)
+	testenv.WriteFile(t, h.root, hostpath.CloudInitInstanceID, "iid-datasource-none\n", 0o644)
+	if r := h.run(t, fastEnv); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	rec, ok, err := lastrun.Read(hostpath.Root(h.root))
+	if err != nil || !ok || rec.InstanceID != "i-0123456789abcdef0" {
+		t.Errorf("marker %+v (%v, %v), want the instance id IMDS gave, which wins over cloud-init's record", rec, ok, err)
 	}
 }

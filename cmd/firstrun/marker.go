@@ -32,7 +32,7 @@ func (j *job) recordOutcome(log *zap.Logger, failedPhase string, code int) {
 	if !j.reached || j.opts.dryRun {
 		return
 	}
-	now := lastrun.Record{InstanceID: lastrun.InstanceID(j.root), Result: lastrun.OK, ExitCode: code, Phase: failedPhase, Version: version, Time: j.deps.now().UTC().Truncate(time.Second)}
+	now := lastrun.Record{InstanceID: j.instance(), Result: lastrun.OK, ExitCode: code, Phase: failedPhase, Version: version, Time: j.deps.now().UTC().Truncate(time.Second)}
 	if code != exitOK {
 		now.Result = lastrun.Failed
 	}

@@ -32,12 +32,18 @@ var _ Systemd = (*DBus)(nil)
 // Connect checks that systemd is the init system (BootedDir is a directory) and
 // connects to systemd over the system bus (DBUS_SYSTEM_BUS_ADDRESS, by default
 // /run/dbus/system_bus_socket). Without systemd it fails at once with an error
-// wrapping ErrNoSystemd. ctx bounds the connection and authentication: a bus that
-// does not answer makes it fail with ctx's error when ctx ends, never hang.
+// wrapping ErrNoSystemd. ctx and CallTimeout bound the connection and
+// authentication: a bus that does not answer makes it fail with the deadline's error,
+// never hang.
 func Connect(ctx context.Context) (*DBus, error) {
 	if fi, err := os.Stat(BootedDir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%s is not a directory: %w", BootedDir, ErrNoSystemd)
 	}
+	// The dial and authentication are bounded by CallTimeout too: a caller's context
+	// (a run's, ended only by SIGTERM) may have no deadline, and a bus that accepts
+	// and never answers must not hang a boot.
+	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	defer cancel()
 	// godbus closes a connection when the context it was dialled with ends, so the
 	// connection gets a context of its own, ended by Close (or by an abandoned
 	// dial), and ctx bounds only the dial.

@@ -178,6 +178,33 @@ func TestConnectSilentBus(t *testing.T) {
 	c.Close()
 }
 
+// TestConnectSilentBusWithoutDeadline: a run's context has no deadline (only SIGTERM
+// ends it); CallTimeout bounds the dial all the same.
+func TestConnectSilentBusWithoutDeadline(t *testing.T) {
+	bootedDir(t)
+	path, _ := silentBusConns(t)
+	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+path)
+	old := CallTimeout
+	CallTimeout = 200 * time.Millisecond
+	t.Cleanup(func() { CallTimeout = old })
+	done := make(chan error, 1)
+	go func() {
+		d, err := Connect(context.Background())
+		if d != nil {
+			d.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("got %v, want context.DeadlineExceeded", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Connect hung on a silent bus with no deadline in its context")
+	}
+}
+
 func TestConnectNoBus(t *testing.T) {
 	bootedDir(t)
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path="+filepath.Join(t.TempDir(), "missing"))
