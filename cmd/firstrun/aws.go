@@ -46,18 +46,13 @@ func (j *job) discover(ctx context.Context, log *zap.Logger, raw inputs.Raw) {
 		log.Info("instance metadata", fields...)
 	}
 	j.instanceID = info.InstanceID
-	found := map[string]string{
+	raw.Discovered(map[string]string{
 		"ECS_CLUSTER":         info.Cluster,
 		"STACK_NAME":          info.StackName,
 		"AUTOSCALING_GROUP":   info.AutoscalingGroup,
 		"LOGICAL_RESOURCE_ID": info.LogicalID,
-	}
-	// The identity document's region stands in only when neither region input is
-	// given: AWS_REGION and AWS_DEFAULT_REGION may not disagree.
-	if raw.Values["AWS_REGION"] == "" && raw.Values["AWS_DEFAULT_REGION"] == "" {
-		found["AWS_REGION"] = info.Region
-	}
-	raw.Discovered(found)
+		"AWS_REGION":          info.Region,
+	})
 }
 
 // envValue returns KEY's value in env, "" when absent.
@@ -83,14 +78,13 @@ func (j *job) instance() string {
 // otherwise. It returns the exit code to leave with: a failed signal turns success into
 // exitSignal, and never replaces the code of the run's own failure.
 func (j *job) signal(ctx context.Context, log *zap.Logger, code int, runErr error) int {
-	if !j.rawOK {
+	if !j.sig.read {
 		if j.opts.signal {
 			log.Error("cannot signal CloudFormation: the inputs could not be read", zap.Error(runErr))
 		}
 		return code
 	}
-	on, target := inputs.Signal(j.raw)
-	on = on || j.opts.signal
+	on, target := j.sig.on, j.sig.target
 	log = log.With(zap.String("phase", "signal"))
 	switch {
 	case !on:

@@ -63,7 +63,7 @@ func TestDiscoveryFillsWhatIsNotGiven(t *testing.T) {
 	c := &cloud{info: taggedInstance()}
 	c.on(h)
 	h.agent.cluster = "tagged-cluster"
-	r := h.run(t, withEnv(onlyTimeouts, "STACK_NAME=given-stack"), "--signal")
+	r := h.run(t, testenv.WithEnv(onlyTimeouts, "STACK_NAME=given-stack"), "--signal")
 	if r.code != exitOK {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
@@ -118,8 +118,8 @@ func TestIMDSUnavailableCarriesOnWithTheEnvironment(t *testing.T) {
 
 func TestIMDSOff(t *testing.T) {
 	for _, env := range [][]string{
-		withEnv(fastEnv, "FIRSTRUN_IMDS=off"),
-		withEnv(fastEnv, "AWS_EC2_METADATA_DISABLED=true"),
+		testenv.WithEnv(fastEnv, "FIRSTRUN_IMDS=off"),
+		testenv.WithEnv(fastEnv, "AWS_EC2_METADATA_DISABLED=true"),
 	} {
 		h := newLiveHost(t)
 		c := &cloud{info: taggedInstance()}
@@ -141,9 +141,9 @@ func TestSignalFailureOnEveryFailure(t *testing.T) {
 		setup func(h *liveHost)
 		code  int
 	}{
-		{"invalid input", withEnv(fastEnv, append(sig, "ECS_CLUSTER=bad cluster")...), nil, exitInput},
-		{"services", withEnv(fastEnv, sig...), func(h *liveHost) { h.noBus = errors.New("no bus") }, exitServices},
-		{"health timeout", withEnv(fastEnv, sig...), func(h *liveHost) { h.agent.after = -1 }, exitHealth},
+		{"invalid input", testenv.WithEnv(fastEnv, append(sig, "ECS_CLUSTER=bad cluster")...), nil, exitInput},
+		{"services", testenv.WithEnv(fastEnv, sig...), func(h *liveHost) { h.noBus = errors.New("no bus") }, exitServices},
+		{"health timeout", testenv.WithEnv(fastEnv, sig...), func(h *liveHost) { h.agent.after = -1 }, exitHealth},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newLiveHost(t)
@@ -171,14 +171,14 @@ func TestFailedSignal(t *testing.T) {
 	h := newLiveHost(t)
 	c := &cloud{info: taggedInstance(), signalErr: errors.New("AccessDenied: not authorized to perform cloudformation:SignalResource")}
 	c.on(h)
-	if r := h.run(t, withEnv(fastEnv, sig...)); r.code != exitSignal || !strings.Contains(r.stderr, "AccessDenied") {
+	if r := h.run(t, testenv.WithEnv(fastEnv, sig...)); r.code != exitSignal || !strings.Contains(r.stderr, "AccessDenied") {
 		t.Errorf("a run that succeeded but could not signal: exit %d, want %d\n%s", r.code, exitSignal, r.stderr)
 	}
 	// It never hides the run's own failure.
 	h = newLiveHost(t)
 	c.on(h)
 	h.agent.after = -1
-	if r := h.run(t, withEnv(fastEnv, sig...)); r.code != exitHealth {
+	if r := h.run(t, testenv.WithEnv(fastEnv, sig...)); r.code != exitHealth {
 		t.Errorf("a failed run whose signal failed too: exit %d, want %d", r.code, exitHealth)
 	}
 }
@@ -189,7 +189,7 @@ func TestSignalNeedsTheInstanceID(t *testing.T) {
 	info.InstanceID = ""
 	c := &cloud{info: info}
 	c.on(h)
-	r := h.run(t, withEnv(fastEnv, "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), "--signal")
+	r := h.run(t, testenv.WithEnv(fastEnv, "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), "--signal")
 	if r.code != exitInput || !strings.Contains(r.stderr, "instance id") {
 		t.Errorf("exit %d, want %d naming the instance id\n%s", r.code, exitInput, r.stderr)
 	}
@@ -212,7 +212,7 @@ func TestHandOffCarriesTheSignal(t *testing.T) {
 	c := &cloud{info: taggedInstance()}
 	c.on(h)
 	h.fromCloudFinal("activating")
-	if r := h.run(t, withEnv(fastEnv, "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), "--signal"); r.code != exitOK {
+	if r := h.run(t, testenv.WithEnv(fastEnv, "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), "--signal"); r.code != exitOK {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
 	if len(c.signals) != 0 {
@@ -239,7 +239,7 @@ func TestSIGTERMSignalsFailure(t *testing.T) {
 			})
 		}
 	})
-	j := h.job(t, withEnv(fastEnv, "FIRSTRUN_HEALTH_TIMEOUT=1h", "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), "--signal")
+	j := h.job(t, testenv.WithEnv(fastEnv, "FIRSTRUN_HEALTH_TIMEOUT=1h", "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), "--signal")
 	if code := j.run(ctx, zap.NewNop()); code != exitInterrupted {
 		t.Fatalf("exit %d, want %d", code, exitInterrupted)
 	}

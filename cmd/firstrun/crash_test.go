@@ -86,7 +86,7 @@ func TestStopMidApplyForgetsNothing(t *testing.T) {
 		if r := frRun(t, chapterEnv, "--root", root); r.code != exitOK {
 			t.Fatalf("exit %d\n%s", r.code, r.stderr)
 		}
-		noProxy := withEnv(chapterEnv, "-PROXY_URL")
+		noProxy := testenv.WithEnv(chapterEnv, "-PROXY_URL")
 		if code := runWith(t, root, noProxy, files.Removed); code != exitApply {
 			t.Fatalf("exit %d, want %d", code, exitApply)
 		}

@@ -10,9 +10,11 @@ import (
 	"github.com/firstrun/firstrun/internal/lastrun"
 )
 
-// logLastRun logs the outcome of the previous run, from the marker.
+// logLastRun reads the marker once, for recordOutcome, and logs the outcome of the
+// previous run.
 func (j *job) logLastRun(log *zap.Logger) {
 	prev, ok, err := lastrun.Read(j.root)
+	j.last, j.hadLast = prev, ok
 	switch {
 	case err != nil:
 		log.Warn("last run", zap.Error(err))
@@ -36,11 +38,7 @@ func (j *job) recordOutcome(log *zap.Logger, failedPhase string, code int) {
 	if code != exitOK {
 		now.Result = lastrun.Failed
 	}
-	prev, ok, err := lastrun.Read(j.root)
-	if err != nil {
-		log.Warn("last run", zap.Error(err))
-	}
-	rec, write := lastrun.Next(prev, ok, now)
+	rec, write := lastrun.Next(j.last, j.hadLast, now)
 	if !write {
 		return
 	}

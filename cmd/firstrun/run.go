@@ -26,6 +26,7 @@ import (
 	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/imds"
 	"github.com/firstrun/firstrun/internal/inputs"
+	"github.com/firstrun/firstrun/internal/lastrun"
 	"github.com/firstrun/firstrun/internal/logging"
 	"github.com/firstrun/firstrun/internal/platform"
 	"github.com/firstrun/firstrun/internal/proxy"
@@ -304,13 +305,21 @@ type job struct {
 	changes []files.Change
 	sd      services.Systemd // connected on first use; closed by close
 	reached bool             // a phase past render ran: the outcome is worth recording
+	last    lastrun.Record   // the marker as the run found it
+	hadLast bool             // there was a marker
 
 	blockedBy string // firstrun's own unit, when ecs.service's start waits for it
 	handedOff bool   // the wait for registration was handed to healthUnit
 
-	raw        inputs.Raw // the inputs as read, for the signal even when invalid
-	rawOK      bool       // raw was read
-	instanceID string     // from the instance metadata
+	sig        signalInputs // the CloudFormation signal's inputs, even when others are invalid
+	instanceID string       // from the instance metadata
+}
+
+// signalInputs are what the CloudFormation signal needs, read in resolve.
+type signalInputs struct {
+	read   bool // the inputs could be read
+	on     bool // --signal or FIRSTRUN_SIGNAL=true
+	target inputs.SignalTarget
 }
 
 // fileWriter plans and applies file changes: *files.Writer.
@@ -350,8 +359,9 @@ func (j *job) resolve(ctx context.Context, log *zap.Logger) error {
 	}
 	raw, problems := inputs.Resolve(j.env, name, data)
 	j.discover(ctx, log, raw)
-	j.raw, j.rawOK = raw, true
-	if on, _ := inputs.Signal(raw); (on || j.opts.signal) && j.deps.live && j.instance() == "" {
+	on, target := inputs.Signal(raw)
+	j.sig = signalInputs{read: true, on: on || j.opts.signal, target: target}
+	if j.sig.on && j.deps.live && j.instance() == "" {
 		problems = append(problems, inputs.Problem{Var: "instance id", Msg: "is unknown (the instance metadata did not answer and cloud-init left no record): the CloudFormation signal needs it"})
 	}
 	probe := inputs.Probe{

@@ -23,26 +23,6 @@ var chapterEnv = []string{
 	"PATH=/usr/bin:/bin",
 }
 
-// withEnv returns a copy of base changed: "KEY=value" sets KEY (replacing it if
-// present), "-KEY" removes it.
-func withEnv(base []string, changes ...string) []string {
-	env := append([]string(nil), base...)
-	for _, c := range changes {
-		key, _, _ := strings.Cut(strings.TrimPrefix(c, "-"), "=")
-		kept := env[:0]
-		for _, kv := range env {
-			if !strings.HasPrefix(kv, key+"=") {
-				kept = append(kept, kv)
-			}
-		}
-		env = kept
-		if !strings.HasPrefix(c, "-") {
-			env = append(env, c)
-		}
-	}
-	return env
-}
-
 // frRoot returns a temporary root that looks like an AL2023 ECS instance with the
 // CloudWatch agent installed and an ecs.config holding a user's line.
 func frRoot(t *testing.T) string {
@@ -246,7 +226,7 @@ func TestProxyRemovedOnRerun(t *testing.T) {
 	ecs, _ := frRead(t, root, "/etc/ecs/ecs.config")
 	testenv.WriteFile(t, root, "/etc/ecs/ecs.config", ecs+"ECS_RESERVED_MEMORY=256\n", 0o600)
 
-	r := frRun(t, withEnv(chapterEnv, "-PROXY_URL"), "--root", root)
+	r := frRun(t, testenv.WithEnv(chapterEnv, "-PROXY_URL"), "--root", root)
 	if r.code != exitOK {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
@@ -270,7 +250,7 @@ func TestProxyRemovedOnRerun(t *testing.T) {
 	if strings.Contains(st, "http-proxy.conf") || strings.Contains(st, "HTTP_PROXY") {
 		t.Errorf("state still owns proxy settings:\n%s", st)
 	}
-	for p, a := range frRun(t, withEnv(chapterEnv, "-PROXY_URL"), "--root", root).actions() {
+	for p, a := range frRun(t, testenv.WithEnv(chapterEnv, "-PROXY_URL"), "--root", root).actions() {
 		if a != "unchanged" {
 			t.Errorf("third run: %s %s", p, a)
 		}
@@ -282,7 +262,7 @@ func TestProxyRemovedOnRerun(t *testing.T) {
 func TestSeedBugs(t *testing.T) {
 	t.Run("empty PROXY_URL writes no proxy setting", func(t *testing.T) {
 		root := frRoot(t)
-		env := append(withEnv(chapterEnv, "-PROXY_URL"), "PROXY_URL=")
+		env := append(testenv.WithEnv(chapterEnv, "-PROXY_URL"), "PROXY_URL=")
 		if r := frRun(t, env, "--root", root); r.code != exitOK {
 			t.Fatalf("exit %d\n%s", r.code, r.stderr)
 		}
@@ -316,7 +296,7 @@ func TestSeedBugs(t *testing.T) {
 func TestECSSettingsFollowTheirInput(t *testing.T) {
 	root := frRoot(t)
 	testenv.WriteFile(t, root, "/etc/ecs/ecs.config", "ECS_HAND_WRITTEN=yes\n", 0o600)
-	env := append(withEnv(chapterEnv, "-PROXY_URL"), "ECS_ENABLE_CONTAINER_METADATA=true")
+	env := append(testenv.WithEnv(chapterEnv, "-PROXY_URL"), "ECS_ENABLE_CONTAINER_METADATA=true")
 	if r := frRun(t, env, "--root", root); r.code != exitOK {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
@@ -324,7 +304,7 @@ func TestECSSettingsFollowTheirInput(t *testing.T) {
 	if !strings.Contains(ecs, "\nECS_ENABLE_CONTAINER_METADATA=true\n") {
 		t.Fatalf("setting not written:\n%s", ecs)
 	}
-	if r := frRun(t, withEnv(chapterEnv, "-PROXY_URL"), "--root", root); r.code != exitOK {
+	if r := frRun(t, testenv.WithEnv(chapterEnv, "-PROXY_URL"), "--root", root); r.code != exitOK {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
 	ecs, _ = frRead(t, root, "/etc/ecs/ecs.config")
@@ -373,7 +353,7 @@ func TestNeverRemovesWhatItDidNotWrite(t *testing.T) {
 	root := frRoot(t)
 	p := "/etc/systemd/system/docker.service.d/http-proxy.conf"
 	testenv.WriteFile(t, root, p, "[Service]\nEnvironment=HTTP_PROXY=http://theirs:3128\n", 0o644)
-	if r := frRun(t, withEnv(chapterEnv, "-PROXY_URL"), "--root", root); r.code != exitOK {
+	if r := frRun(t, testenv.WithEnv(chapterEnv, "-PROXY_URL"), "--root", root); r.code != exitOK {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
 	if got, ok := frRead(t, root, p); !ok || !strings.Contains(got, "theirs") {

@@ -130,7 +130,7 @@ func (h *liveHost) jobTo(t *testing.T, stdout, stderr io.Writer, env []string, a
 }
 
 // fastEnv is chapterEnv with a short health timeout.
-var fastEnv = withEnv(chapterEnv, "FIRSTRUN_HEALTH_TIMEOUT=300ms", "FIRSTRUN_SERVICE_TIMEOUT=2s")
+var fastEnv = testenv.WithEnv(chapterEnv, "FIRSTRUN_HEALTH_TIMEOUT=300ms", "FIRSTRUN_SERVICE_TIMEOUT=2s")
 
 // unitCalls returns the fake's calls that change something (no reads).
 func unitCalls(sd *services.Fake) []string {
@@ -211,7 +211,7 @@ func TestProxyRemovedRestartsDockerAndECS(t *testing.T) {
 	for _, u := range []string{services.Docker, services.ECS, services.CloudWatchAgent} {
 		h.sd.Set(services.UnitState{Name: u, LoadState: "loaded", ActiveState: "active", SubState: "running", UnitFileState: "enabled", ActiveSince: time.Now().Add(time.Minute)})
 	}
-	r := h.run(t, withEnv(fastEnv, "-PROXY_URL"))
+	r := h.run(t, testenv.WithEnv(fastEnv, "-PROXY_URL"))
 	if r.code != exitOK {
 		t.Fatalf("rerun: exit %d\n%s", r.code, r.stderr)
 	}
@@ -297,20 +297,17 @@ func TestSignalDuringHealth(t *testing.T) {
 	h := newLiveHost(t)
 	h.agent.after = -1
 	ctx, cancel := context.WithCancel(context.Background())
-	j := &job{opts: options{root: h.root}, env: withEnv(chapterEnv, "FIRSTRUN_HEALTH_TIMEOUT=1h"), root: hostpath.Root(h.root),
-		stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{},
-		deps: testDeps(h.root, func(d *deps) {
-			d.live, d.interval = true, time.Millisecond
-			d.connect = func(context.Context) (services.Systemd, error) { return h.sd, nil }
-			d.newAgent = func(string) health.Getter {
-				return health.GetterFunc(func(ctx context.Context) health.Status {
-					if h.agent.polls.Add(1) == 5 {
-						cancel() // SIGTERM while waiting
-					}
-					return health.Status{Err: errors.New("connection refused")}
-				})
-			}
-		})}
+	h.mods = append(h.mods, func(d *deps) {
+		d.newAgent = func(string) health.Getter {
+			return health.GetterFunc(func(ctx context.Context) health.Status {
+				if h.agent.polls.Add(1) == 5 {
+					cancel() // SIGTERM while waiting
+				}
+				return health.Status{Err: errors.New("connection refused")}
+			})
+		}
+	})
+	j := h.job(t, testenv.WithEnv(chapterEnv, "FIRSTRUN_HEALTH_TIMEOUT=1h"))
 	done := make(chan int)
 	go func() { done <- j.run(ctx, zap.NewNop()) }()
 	select {
@@ -431,7 +428,7 @@ func (h *liveHost) fromCloudFinal(state string) {
 func TestHandOffWhenECSWaitsForOurUnit(t *testing.T) {
 	h := newLiveHost(t)
 	h.fromCloudFinal("activating")
-	r := h.run(t, withEnv(fastEnv, "FIRSTRUN_HEALTH_TIMEOUT=1h"))
+	r := h.run(t, testenv.WithEnv(fastEnv, "FIRSTRUN_HEALTH_TIMEOUT=1h"))
 	if r.code != exitOK {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}

@@ -26,7 +26,7 @@ var vtValidEnv = []string{
 }
 
 // vtEnv returns vtValidEnv changed as withEnv says.
-func vtEnv(changes ...string) []string { return withEnv(vtValidEnv, changes...) }
+func vtEnv(changes ...string) []string { return testenv.WithEnv(vtValidEnv, changes...) }
 
 // vtOldTime is the modification time of every file of a test root: far enough in the
 // past that any write during the test shows as a changed mtime.

@@ -76,13 +76,6 @@ type Config struct {
 	ServiceTimeout time.Duration
 	// AgentURL is the ECS agent's /v1/metadata endpoint.
 	AgentURL string
-	// Signal asks for the CloudFormation signal; LogicalID names the resource to signal.
-	Signal    bool
-	LogicalID string
-	// IMDS allows discovery from the instance metadata; ClusterTag is the tag read for
-	// ECS_CLUSTER.
-	IMDS       bool
-	ClusterTag string
 	// Sources says where each given value came from.
 	Sources map[string]Source
 }
@@ -130,9 +123,14 @@ func relevant(key string) bool {
 }
 
 // Discovered adds values found in the instance metadata (IMDS) for the inputs that
-// neither the environment nor the env file gave: those two always win.
+// neither the environment nor the env file gave: those two always win. A discovered
+// AWS_REGION stands in only when AWS_DEFAULT_REGION is not given either, since the two
+// may not disagree.
 func (r Raw) Discovered(values map[string]string) {
 	for _, k := range slices.Sorted(maps.Keys(values)) {
+		if k == "AWS_REGION" && r.Values["AWS_DEFAULT_REGION"] != "" {
+			continue
+		}
 		if v := values[k]; v != "" && r.Values[k] == "" {
 			r.Values[k] = v
 			r.Sources[k] = FromIMDS

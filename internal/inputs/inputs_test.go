@@ -512,3 +512,16 @@ func TestSignalTargetIsReadEvenWhenOtherInputsAreInvalid(t *testing.T) {
 		t.Errorf("Signal = %v, %+v; want true, %+v", on, target, want)
 	}
 }
+
+func TestDiscoveredRegionNeverContradictsAWSDefaultRegion(t *testing.T) {
+	raw, _ := inputs.Resolve([]string{"AWS_DEFAULT_REGION=us-east-1"}, "", nil)
+	raw.Discovered(map[string]string{"AWS_REGION": "eu-west-1"})
+	if v, ok := raw.Values["AWS_REGION"]; ok {
+		t.Errorf("AWS_REGION = %q discovered beside AWS_DEFAULT_REGION: they would disagree", v)
+	}
+	raw, _ = inputs.Resolve(nil, "", nil)
+	raw.Discovered(map[string]string{"AWS_REGION": "eu-west-1"})
+	if raw.Values["AWS_REGION"] != "eu-west-1" || raw.Sources["AWS_REGION"] != inputs.FromIMDS {
+		t.Errorf("with no region given, AWS_REGION = %q from %q, want eu-west-1 from the instance metadata", raw.Values["AWS_REGION"], raw.Sources["AWS_REGION"])
+	}
+}

@@ -92,12 +92,12 @@ func Validate(raw Raw, probe Probe) (Config, error) {
 		HealthTimeout:  v.timeout("FIRSTRUN_HEALTH_TIMEOUT", spec.HealthTimeout),
 		ServiceTimeout: v.timeout("FIRSTRUN_SERVICE_TIMEOUT", spec.ServiceTimeout),
 		AgentURL:       v.agentURL(spec.AgentURL),
-		IMDS:           v.onOff("FIRSTRUN_IMDS", spec.IMDS),
-		ClusterTag:     v.tagKey("FIRSTRUN_CLUSTER_TAG", spec.ClusterTag),
 	}
-	var target SignalTarget
-	cfg.Signal, target = v.signal(spec)
-	cfg.LogicalID = target.LogicalID
+	// Discovery and the signal read these before validation (Signal, and the run's
+	// discover): here they are only checked, so that a bad value is reported.
+	v.onOff("FIRSTRUN_IMDS", spec.IMDS)
+	v.tagKey("FIRSTRUN_CLUSTER_TAG", spec.ClusterTag)
+	v.signal(spec)
 	cfg.StackName, cfg.AutoscalingGroup = v.logGroupParts(spec.StackName, spec.AutoscalingGroup, cfg.LogAgent)
 	if cfg.LogAgent == LogAgentAwslogs && spec.Region == "" && spec.DefaultRegion == "" && v.ok("AWS_REGION") && v.ok("AWS_DEFAULT_REGION") {
 		v.add("AWS_REGION", "is required with the awslogs agent (or AWS_DEFAULT_REGION): it goes into awscli.conf")

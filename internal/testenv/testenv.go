@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -41,4 +43,18 @@ func SharedFile(rel string) (string, bool) {
 	p := filepath.Join(dir, rel)
 	_, err := os.Stat(p)
 	return p, err == nil
+}
+
+// WithEnv returns a copy of base (KEY=value entries) changed: "KEY=value" sets KEY,
+// replacing it where present; "-KEY" removes it.
+func WithEnv(base []string, changes ...string) []string {
+	env := append([]string(nil), base...)
+	for _, c := range changes {
+		key, _, _ := strings.Cut(strings.TrimPrefix(c, "-"), "=")
+		env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, key+"=") })
+		if !strings.HasPrefix(c, "-") {
+			env = append(env, c)
+		}
+	}
+	return env
 }

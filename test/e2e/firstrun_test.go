@@ -6,9 +6,12 @@ package e2e
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/firstrun/firstrun/internal/testenv"
 
 	"github.com/firstrun/firstrun/test/e2e/sandbox"
 	"github.com/firstrun/firstrun/test/imdsmock"
@@ -25,24 +28,6 @@ var baseEnv = []string{
 	"FIRSTRUN_HEALTH_TIMEOUT=60s",
 	"FIRSTRUN_SERVICE_TIMEOUT=60s",
 	"FIRSTRUN_IMDS=off", // the sandbox has no instance metadata but in TestOnAWS
-}
-
-// envWith returns baseEnv with each KEY=value given set (replacing KEY's line).
-func envWith(set ...string) []string {
-	out := append([]string(nil), baseEnv...)
-	for _, kv := range set {
-		key, _, _ := strings.Cut(kv, "=")
-		replaced := false
-		for i, e := range out {
-			if strings.HasPrefix(e, key+"=") {
-				out[i], replaced = kv, true
-			}
-		}
-		if !replaced {
-			out = append(out, kv)
-		}
-	}
-	return out
 }
 
 // box is one booted sandbox and a test's helpers around it.
@@ -167,23 +152,9 @@ func field(line, key string) string {
 	return v
 }
 
-// has reports whether any env entry equals kv.
-func has(env []string, kv string) bool {
-	for _, e := range env {
-		if e == kv {
-			return true
-		}
-	}
-	return false
-}
-
+// hasKey reports whether env sets key.
 func hasKey(env []string, key string) bool {
-	for _, e := range env {
-		if strings.HasPrefix(e, key+"=") {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, key+"=") })
 }
 
 var managed = []string{
@@ -214,7 +185,7 @@ func TestHappyPathRerunAndCheck(t *testing.T) {
 	if got := b.agentCluster(); got != "e2e-cluster" {
 		t.Errorf("the agent joined %q, want e2e-cluster", got)
 	}
-	if !has(b.mainEnv("ecs.service"), "ECS_CLUSTER=e2e-cluster") {
+	if !slices.Contains(b.mainEnv("ecs.service"), "ECS_CLUSTER=e2e-cluster") {
 		t.Errorf("ecs.service's process did not get ECS_CLUSTER from ecs.config: %q", b.mainEnv("ecs.service"))
 	}
 
@@ -257,14 +228,14 @@ func TestHappyPathRerunAndCheck(t *testing.T) {
 func TestProxyAddedThenRemoved(t *testing.T) {
 	b := boot(t)
 	const proxy = "http://proxy.example:3128"
-	b.envFile(envWith("PROXY_URL=" + proxy)...)
+	b.envFile(testenv.WithEnv(baseEnv, "PROXY_URL="+proxy)...)
 	b.mustRun()
 	if got := b.sh("docker", "info", "--format", "{{.HTTPProxy}}|{{.HTTPSProxy}}|{{.NoProxy}}"); got != proxy+"|"+proxy+"|169.254.169.254,169.254.170.2" {
 		t.Errorf("docker info shows proxy settings %q", got)
 	}
 	env := b.mainEnv("ecs.service")
 	for _, want := range []string{"HTTP_PROXY=" + proxy, "NO_PROXY=169.254.169.254,169.254.170.2,/var/run/docker.sock"} {
-		if !has(env, want) {
+		if !slices.Contains(env, want) {
 			t.Errorf("ecs.service's process lacks %s: %q", want, env)
 		}
 	}
@@ -298,7 +269,7 @@ func (b *box) failingAgent(knob string) result {
 	if err := b.s.WriteFile(b.ctx(10*time.Second), "/etc/fakeagent.env", []byte(knob+"\n"), 0o644); err != nil {
 		b.t.Fatal(err)
 	}
-	b.envFile(envWith("FIRSTRUN_HEALTH_TIMEOUT=5s")...)
+	b.envFile(testenv.WithEnv(baseEnv, "FIRSTRUN_HEALTH_TIMEOUT=5s")...)
 	r := b.firstrun("--log-format", "console")
 	if r.code != 8 {
 		b.t.Fatalf("exit %d, want 8\n%s", r.code, r.stderr)
