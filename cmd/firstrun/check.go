@@ -158,11 +158,14 @@ func (j *job) checkUnits(ctx context.Context, cfgOK bool) []checkResult {
 func (j *job) checkAgent(ctx context.Context, cfgOK bool) checkResult {
 	r := checkResult{Name: "agent registration"}
 	switch {
-	case !j.deps.live:
+	case !cfgOK && !j.deps.live:
 		r.Status, r.Detail = checkSkip, "--root is not /"
 		return r
 	case !cfgOK:
 		r.Status, r.Detail = checkFail, "unknown: the inputs are invalid, so the cluster is unknown"
+		return r
+	case !j.deps.live && !j.agentNamed():
+		r.Status, r.Detail = checkSkip, "--root is not / (set FIRSTRUN_AGENT_URL to ask an agent)"
 		return r
 	}
 	st := j.deps.newAgent(j.cfg.AgentURL).Get(ctx)

@@ -195,10 +195,20 @@ func (j *job) skipped(phase string) string {
 		return "--skip"
 	case j.opts.dryRun && (phase == "services" || phase == "health"):
 		return "--dry-run"
-	case !j.deps.live && (phase == "services" || phase == "health"):
+	case !j.deps.live && phase == "services":
 		return "--root is not /: the services running here are not the root's"
+	case !j.deps.live && phase == "health" && !j.agentNamed():
+		return "--root is not /: the agent running here is not the root's (set FIRSTRUN_AGENT_URL to wait for one)"
 	}
 	return ""
+}
+
+// agentNamed says FIRSTRUN_AGENT_URL was given (environment or env file), not
+// defaulted: under a root other than /, the agent it names is then asked all the same,
+// as tests and benchmarks with an agent of their own on loopback do.
+func (j *job) agentNamed() bool {
+	src := j.cfg.Sources["FIRSTRUN_AGENT_URL"]
+	return src == inputs.FromEnvironment || src == inputs.FromEnvFile
 }
 
 // parseFlags returns the options, or the exit code when the run ends here (help,

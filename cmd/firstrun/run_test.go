@@ -4,9 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -470,5 +475,48 @@ func TestWorldReadableEnvFileWithSecretWarns(t *testing.T) {
 		if strings.Contains(r.stderr, "hunter2") {
 			t.Error("the password is logged")
 		}
+	}
+}
+
+// TestAgentNamedUnderAnotherRoot: under a root other than /, health is skipped unless
+// FIRSTRUN_AGENT_URL names an agent; then that agent is waited for, and --check asks
+// it. Services stay skipped either way.
+func TestAgentNamedUnderAnotherRoot(t *testing.T) {
+	var asked atomic.Int32
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if asked.Add(1) < 3 { // starting up: not registered yet
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, `{"Cluster":"microtrader-cluster","ContainerInstanceArn":"arn:aws:ecs:us-east-1:123456789012:container-instance/microtrader-cluster/0123","Version":"test"}`)
+	}))
+	defer agent.Close()
+	root := frRoot(t)
+
+	unnamed := frRun(t, chapterEnv, "--root", root)
+	if unnamed.code != exitOK || unnamed.phaseDone("health") || asked.Load() != 0 {
+		t.Fatalf("without FIRSTRUN_AGENT_URL: exit %d, health done %v, agent asked %d times; want 0, false, 0\n%s",
+			unnamed.code, unnamed.phaseDone("health"), asked.Load(), unnamed.stderr)
+	}
+	if !strings.Contains(unnamed.stderr, "set FIRSTRUN_AGENT_URL to wait for one") {
+		t.Errorf("the skipped health phase does not say how to wait for an agent:\n%s", unnamed.stderr)
+	}
+
+	env := append(slices.Clone(chapterEnv), "FIRSTRUN_AGENT_URL="+agent.URL+"/v1/metadata", "FIRSTRUN_HEALTH_TIMEOUT=20s")
+	named := frRun(t, env, "--root", root)
+	if named.code != exitOK || !named.phaseDone("health") || !named.logged("registered", "cluster") {
+		t.Fatalf("with FIRSTRUN_AGENT_URL: exit %d, health done %v; want 0 and the agent waited for\n%s",
+			named.code, named.phaseDone("health"), named.stderr)
+	}
+	if named.phaseDone("services") {
+		t.Error("the services phase ran under a root other than /")
+	}
+	if n := asked.Load(); n < 3 {
+		t.Errorf("the agent was asked %d times, want until it answered registered (3)", n)
+	}
+
+	check := frRun(t, env, "--root", root, "--check")
+	if check.code != exitOK || !strings.Contains(check.stdout, "agent registration") || !strings.Contains(check.stdout, "microtrader-cluster") {
+		t.Errorf("--check with FIRSTRUN_AGENT_URL: exit %d, want 0 and the agent's answer\n%s%s", check.code, check.stdout, check.stderr)
 	}
 }
