@@ -42,28 +42,46 @@ func (r Report) Lines() []string {
 	return lines
 }
 
-// Rules, with their sources.
+// Rules, with their sources. A length limit is a bounded rule's max, never a counted
+// repetition such as {1,255}: Go's regexp compiles one into that many copies of its
+// operand, and compiling these rules at start-up took 3.5 ms and 12,000 allocations
+// of a 7 ms process start (GODEBUG=inittrace=1, before this was changed).
 var (
 	// CreateCluster: "Up to 255 letters (uppercase and lowercase), numbers, underscores,
 	// and hyphens are allowed."
-	clusterName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
-	clusterARN  = regexp.MustCompile(`^arn:aws[a-z-]*:ecs:[a-z]{2}(-[a-z]+)+-[0-9]{1,2}:[0-9]{12}:cluster/[A-Za-z0-9_-]{1,255}$`)
+	clusterName = bounded{regexp.MustCompile(`^[A-Za-z0-9_-]+$`), 255}
+	clusterARN  = regexp.MustCompile(`^arn:aws[a-z-]*:ecs:[a-z]{2}(-[a-z]+)+-[0-9]{1,2}:[0-9]{12}:cluster/([A-Za-z0-9_-]+)$`)
 	// CreateStack: "can contain only alphanumeric characters (case sensitive) and
 	// hyphens. It must start with an alphabetical character and can't be longer than
 	// 128 characters."
-	stackName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,127}$`)
+	stackName = bounded{regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]*$`), 128}
 	// CloudWatch Logs CreateLogGroup: 1-512 characters of a-z, A-Z, 0-9, '_', '-',
 	// '/', '.' and '#' (pattern [\.\-_/#A-Za-z0-9]+); AUTOSCALING_GROUP goes into it.
-	logGroupName = regexp.MustCompile(`^[.\-_/#A-Za-z0-9]{1,512}$`)
+	logGroupName = bounded{regexp.MustCompile(`^[.\-_/#A-Za-z0-9]+$`), 512}
 	region       = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
 	ecsKey       = regexp.MustCompile(`^ECS_[A-Z0-9_]+$`)
 	noProxyEntry = regexp.MustCompile(`^[A-Za-z0-9.\-_:/*\[\]]+$`)
 	// CloudFormation logical ids: "The logical ID must be alphanumeric (A-Za-z0-9) and
 	// unique within the template."
-	logicalID      = regexp.MustCompile(`^[A-Za-z0-9]{1,255}$`)
-	metadataTagKey = regexp.MustCompile(`^[A-Za-z0-9+\-=.,_:@]{1,128}$`)
+	logicalID      = bounded{regexp.MustCompile(`^[A-Za-z0-9]+$`), 255}
+	metadataTagKey = bounded{regexp.MustCompile(`^[A-Za-z0-9+\-=.,_:@]+$`), 128}
 	hostName       = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$`)
 )
+
+// bounded is a pattern and a length limit.
+type bounded struct {
+	re  *regexp.Regexp
+	max int
+}
+
+// MatchString says s matches the pattern within the limit.
+func (b bounded) MatchString(s string) bool { return len(s) <= b.max && b.re.MatchString(s) }
+
+// isClusterARN says s is a cluster ARN whose name is a valid cluster name.
+func isClusterARN(s string) bool {
+	m := clusterARN.FindStringSubmatch(s)
+	return m != nil && clusterName.MatchString(m[len(m)-1])
+}
 
 // asgNameMax is CreateAutoScalingGroup's limit for AutoScalingGroupName.
 const asgNameMax = 255
@@ -157,7 +175,7 @@ func (v *validator) cluster(c string) string {
 	case !v.ok("ECS_CLUSTER"):
 	case c == "":
 		v.add("ECS_CLUSTER", "is required: the name or ARN of the cluster to join")
-	case clusterName.MatchString(c) || clusterARN.MatchString(c):
+	case clusterName.MatchString(c) || isClusterARN(c):
 		return c
 	default:
 		v.add("ECS_CLUSTER", "must be 1-255 letters, digits, hyphens and underscores, or a cluster ARN arn:aws:ecs:REGION:ACCOUNT:cluster/NAME (got %s)", v.shown("ECS_CLUSTER"))
