@@ -109,9 +109,15 @@ func dropIn(assignments ...string) []byte {
 // backslash and double quote escaped, and % doubled so that systemd does not read a
 // percent-encoded password (p%40ss) as a specifier.
 func SystemdQuote(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`)
-	return `"` + r.Replace(s) + `"`
+	return `"` + systemdEscaper.Replace(s) + `"`
 }
+
+// The escapers, built once: a Replacer costs about 6 KB to build, and each render
+// quotes nine values (BenchmarkRenderDiff).
+var (
+	systemdEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`)
+	tomlEscaper    = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+)
 
 // commonConfig renders the CloudWatch agent's common-config.toml with its [proxy]
 // table (aws/amazon-cloudwatch-agent, common-config.toml: http_proxy, https_proxy,
@@ -125,6 +131,5 @@ func commonConfig(proxyURL, noProxy string) []byte {
 
 // tomlQuote writes a TOML basic string.
 func tomlQuote(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
-	return `"` + r.Replace(s) + `"`
+	return `"` + tomlEscaper.Replace(s) + `"`
 }
