@@ -5,6 +5,8 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 OUT ?= bin/firstrun
 # How long each fuzz target runs in `make test` (go test -fuzztime).
 FUZZTIME ?= 10s
+# Flags for `make bench` (go run ./test/bench -h), e.g. BENCH_FLAGS='-runs 40'.
+BENCH_FLAGS ?=
 LDFLAGS := -s -w -X main.version=$(VERSION)
 # Packer and its amazon plugin, built from source into .tools/ (scripts/packer-tools.sh),
 # with nothing in $HOME. PACKER=packer uses yours instead (1.11.2 or later).
@@ -20,7 +22,7 @@ AMI_GOARCH := $(if $(filter arm64,$(ARCH)),arm64,amd64)
 AMI_BIN := bin/firstrun-linux-$(AMI_GOARCH)
 
 .DEFAULT_GOAL := help
-.PHONY: help build test unit e2e fuzz lint demo demo-root clean packer-tools packer-check ami
+.PHONY: help build test unit e2e fuzz lint demo demo-root bench clean packer-tools packer-check ami
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +53,9 @@ demo: ## Show the main job on a booted sandbox instance (root; minutes the first
 
 demo-root: build ## Show the file work on a temporary root, without root or a sandbox
 	examples/demo.sh $(OUT)
+
+bench: ## Measure firstrun beside the seed script and write bin/bench/results.md (root; about 3 minutes)
+	$(GO) run ./test/bench -out bin/bench $(BENCH_FLAGS)
 
 clean: ## Remove build output
 	rm -rf bin

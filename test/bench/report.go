@@ -1,0 +1,266 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// results is everything one bench run measured.
+type results struct {
+	Date, Version string
+	Host          string
+	BinaryBytes   int64
+	Config        configResults
+	Floors        floorResults
+	Detection     detectionResults
+	Trace         traceResults
+	FullRun       *fullRun `json:",omitempty"`
+	GoBench       string   `json:",omitempty"`
+}
+
+// The issue's targets (issue 6).
+const (
+	targetDetectionP95 = 50 * time.Millisecond
+	targetConfigRatio  = 2.0
+	targetRerunRatio   = 5.0
+	targetBinaryBytes  = 12_000_000
+	targetPeakRSS      = 20_000_000
+	targetTokenPUTs    = 1
+)
+
+// hostInfo describes the machine and the file system the roots are on, which decides
+// what an fsync costs.
+func hostInfo(dir string) string {
+	var uts syscall.Utsname
+	kernel := "?"
+	if syscall.Uname(&uts) == nil {
+		kernel = cString(uts.Release[:])
+	}
+	return fmt.Sprintf("%d CPUs, Linux %s, roots on %s (%s)", runtime.NumCPU(), kernel, fsType(dir), dir)
+}
+
+func cString(b []int8) string {
+	var s strings.Builder
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		s.WriteByte(byte(c))
+	}
+	return s.String()
+}
+
+// fsType names the file system dir is on, from statfs's magic number.
+func fsType(dir string) string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return "unknown file system"
+	}
+	switch st.Type {
+	case 0xEF53:
+		return "ext4"
+	case 0x58465342:
+		return "xfs"
+	case 0x9123683E:
+		return "btrfs"
+	case 0x01021994:
+		return "tmpfs (fsync is free here)"
+	case 0x794c7630:
+		return "overlayfs"
+	}
+	return fmt.Sprintf("file system 0x%x", st.Type)
+}
+
+// report renders the results as Markdown tables.
+func (r *results) report() string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	p("# firstrun benchmarks\n\n%s, %s; %s.\n\n", r.Version, r.Date, r.Host)
+
+	df, ds := r.latencies(r.Detection.Firstrun), r.latencies(r.Detection.Seed)
+	sf, ss := summarize(df), summarize(ds)
+	p("## Detection latency: the agent registers → the tool exits 0\n\n")
+	p("%d runs each, alternating, registration after %s–%s (test/e2e/fakeagent on %s).\n\n",
+		sf.N, minDelay(r.Detection.Firstrun), maxDelay(r.Detection.Firstrun), agentAddr)
+	p("| tool | p50 | p95 | max | min |\n|---|---:|---:|---:|---:|\n")
+	p("| firstrun `--skip services` | %s | %s | %s | %s |\n", dur(sf.P50), dur(sf.P95), dur(sf.Max), dur(sf.Min))
+	p("| seed script | %s | %s | %s | %s |\n\n", dur(ss.P50), dur(ss.P95), dur(ss.Max), dur(ss.Min))
+
+	c := r.Config
+	p("## Configuration phase: start → all files written\n\n")
+	p("%d runs each, alternating, medians. firstrun `--skip services,health` writes every file durably (fsync of the file and its directory); the seed, cut before `# Start services`, fsyncs nothing.\n\n", len(c.FirstrunFirst))
+	p("| run | firstrun wall | firstrun CPU | of which its own work | seed wall | seed CPU | seed ÷ firstrun (wall) |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, row := range []struct {
+		name   string
+		fr, sd []sample
+		own    []time.Duration
+	}{{"first run, fresh root", c.FirstrunFirst, c.SeedFirst, c.OwnFirst}, {"rerun, nothing to change", c.FirstrunRerun, c.SeedRerun, c.OwnRerun}} {
+		fw, fc := median(walls(row.fr)), median(cpus(row.fr))
+		sw, sc := median(walls(row.sd)), median(cpus(row.sd))
+		p("| %s | %s | %s | %s | %s | %s | %.1f× |\n", row.name, dur(fw), dur(fc), dur(median(row.own)), dur(sw), dur(sc), ratio(sw, fw))
+	}
+	p("\n\"Its own work\" is the duration firstrun logs from its first phase to its last; the rest of its wall time is starting and ending the process.\n")
+	p("\nThe seed has no rerun that changes nothing: run again, it rewrites its files and appends its proxy lines again.\n\n")
+	fl := r.Floors
+	p("What starting a program costs here, doing nothing (medians of %d): a static Go hello world %s wall, %s CPU; `firstrun --version` %s wall, %s CPU; `bash -c :` %s wall, %s CPU.\n\n",
+		len(fl.GoHello), dur(median(walls(fl.GoHello))), dur(median(cpus(fl.GoHello))),
+		dur(median(walls(fl.FirstrunVersion))), dur(median(cpus(fl.FirstrunVersion))),
+		dur(median(walls(fl.BashNoop))), dur(median(cpus(fl.BashNoop))))
+
+	p("## Footprint\n\n| | firstrun | seed script |\n|---|---:|---:|\n")
+	p("| static binary | %s bytes (%.1f MB) | — (bash, curl, jq) |\n", thousands(r.BinaryBytes), float64(r.BinaryBytes)/1e6)
+	p("| peak RSS, detection runs (max of %d) | %s | %s |\n", sf.N, mb(maxRSS(r.Detection.Firstrun)), mb(maxRSS(r.Detection.Seed)))
+	t := r.Trace
+	p("| processes spawned (strace, one detection run, registration after 1 s) | %d | %d |\n", t.Firstrun.Processes, t.Seed.Processes)
+	p("| programs run | %d | %d |\n", t.Firstrun.Execs, t.Seed.Execs)
+	p("| threads | %d | %d |\n", t.Firstrun.Threads, t.Seed.Threads)
+	p("| fsync calls | %d | %d |\n", t.Firstrun.Syncs, t.Seed.Syncs)
+	if f := r.FullRun; f != nil {
+		p("\nA full run on a booted sandbox instance (systemd, D-Bus, dockerd, the fake agent registering after 1 s), inputs discovered from AWS's amazon-ec2-metadata-mock, SUCCESS signalled to the CloudFormation stand-in:\n\n")
+		p("| | firstrun |\n|---|---:|\n")
+		p("| wall | %s |\n| CPU | %s |\n| peak RSS | %s |\n", dur(f.Sample.Wall()), dur(f.Sample.CPU), mb(f.Sample.MaxRSS))
+		p("| IMDS token PUTs | %d |\n| IMDS GETs | %d |\n", f.TokenPUTs, f.GETs)
+		p("| processes spawned (strace) | %d |\n| threads | %d |\n| fsync calls | %d |\n", f.Trace.Processes, f.Trace.Threads, f.Trace.Syncs)
+	}
+
+	p("\n## Targets\n\n| target | measured | |\n|---|---:|---|\n")
+	fw, sw := median(walls(c.FirstrunFirst)), median(walls(c.SeedFirst))
+	rw, srw := median(walls(c.FirstrunRerun)), median(walls(c.SeedRerun))
+	rss := maxRSS(r.Detection.Firstrun)
+	if r.FullRun != nil {
+		rss = max(rss, r.FullRun.Sample.MaxRSS)
+	}
+	rows := []struct {
+		name, got string
+		met       bool
+	}{
+		{"detection p95 ≤ 50 ms", dur(sf.P95), sf.P95 <= targetDetectionP95},
+		{"configuration ≥ 2× faster than the seed (wall)", fmt.Sprintf("%.1f×", ratio(sw, fw)), ratio(sw, fw) >= targetConfigRatio},
+		{"rerun ≥ 5× faster than the seed (wall)", fmt.Sprintf("%.1f×", ratio(srw, rw)), ratio(srw, rw) >= targetRerunRatio},
+		{"binary ≤ 12 MB", fmt.Sprintf("%.2f MB", float64(r.BinaryBytes)/1e6), r.BinaryBytes <= targetBinaryBytes},
+		{"peak RSS ≤ 20 MB", mb(rss), rss <= targetPeakRSS},
+	}
+	if r.FullRun != nil {
+		rows = append(rows, struct {
+			name, got string
+			met       bool
+		}{"one IMDS token PUT per run", fmt.Sprint(r.FullRun.TokenPUTs), r.FullRun.TokenPUTs == targetTokenPUTs})
+	}
+	for _, row := range rows {
+		verdict := "met"
+		if !row.met {
+			verdict = "**missed**"
+		}
+		p("| %s | %s | %s |\n", row.name, row.got, verdict)
+	}
+	if r.GoBench != "" {
+		p("\n## Go benchmarks\n\n```\n%s\n```\n", r.GoBench)
+	}
+	return b.String()
+}
+
+// write prints the report and writes it, with the raw figures, into dir.
+func (r *results) write(dir string) error {
+	rep := r.report()
+	fmt.Print("\n" + rep)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.md"), []byte(rep), 0o644); err != nil {
+		return err
+	}
+	if err := writeJSON(filepath.Join(dir, "results.json"), r); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "\nwrote %s and %s\n", filepath.Join(dir, "results.md"), filepath.Join(dir, "results.json"))
+	return nil
+}
+
+func (r *results) latencies(runs []detectionRun) []time.Duration {
+	out := make([]time.Duration, len(runs))
+	for i, d := range runs {
+		out[i] = d.Latency
+	}
+	return out
+}
+
+func minDelay(runs []detectionRun) string {
+	m := time.Duration(1<<63 - 1)
+	for _, d := range runs {
+		m = min(m, d.Delay)
+	}
+	return dur(m)
+}
+
+func maxDelay(runs []detectionRun) string {
+	var m time.Duration
+	for _, d := range runs {
+		m = max(m, d.Delay)
+	}
+	return dur(m)
+}
+
+func maxRSS(runs []detectionRun) int64 {
+	var m int64
+	for _, d := range runs {
+		m = max(m, d.Sample.MaxRSS)
+	}
+	return m
+}
+
+func walls(s []sample) []time.Duration {
+	out := make([]time.Duration, len(s))
+	for i, x := range s {
+		out[i] = x.Wall()
+	}
+	return out
+}
+
+func cpus(s []sample) []time.Duration {
+	out := make([]time.Duration, len(s))
+	for i, x := range s {
+		out[i] = x.CPU
+	}
+	return out
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// dur prints d with three significant figures, in ms below 10 s.
+func dur(d time.Duration) string {
+	switch {
+	case d >= 10*time.Second:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	case d >= 100*time.Millisecond:
+		return fmt.Sprintf("%.0f ms", ms(d))
+	case d >= 10*time.Millisecond:
+		return fmt.Sprintf("%.1f ms", ms(d))
+	default:
+		return fmt.Sprintf("%.2f ms", ms(d))
+	}
+}
+
+func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
+
+// thousands prints n with commas.
+func thousands(n int64) string {
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
