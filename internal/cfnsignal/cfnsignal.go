@@ -5,9 +5,10 @@
 //
 // A Signal is one SignalResource call (StackName, LogicalResourceId, UniqueId = the
 // instance id, Status SUCCESS or FAILURE). *Client sends it with the AWS SDK: request
-// signed with the default credential chain (the instance role on EC2), through an HTTP
-// proxy when one is given, retried with exponential backoff and jitter on throttling,
-// 5xx answers and connection errors, and bounded in time. A Send that fails says so
+// signed with the environment's credentials when it has them, else the instance role's
+// (New says why no other source is read), through an HTTP proxy when one is given,
+// retried with exponential backoff and jitter on throttling, 5xx answers and
+// connection errors, and bounded in time. A Send that fails says so
 // in its error, which wraps ErrInvalid, ErrPermanent, ErrRetriesExhausted or
 // ErrTimeout; Attempts tells how many requests it made.
 //

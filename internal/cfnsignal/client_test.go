@@ -251,19 +251,6 @@ func TestSendThroughProxy(t *testing.T) {
 	}
 }
 
-func TestSendEndpointFromEnvironment(t *testing.T) {
-	isolateAWS(t)
-	fake := newFakeCFN(t, testSignal, answerOK)
-	t.Setenv("AWS_ENDPOINT_URL_CLOUDFORMATION", fake.URL)
-	c := newTestClient(t, Options{})
-	if err := c.Send(context.Background(), testSignal); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
-	if n := len(fake.Requests()); n != 1 {
-		t.Errorf("%d requests at AWS_ENDPOINT_URL_CLOUDFORMATION, want 1", n)
-	}
-}
-
 // The transport the SDK uses is the one with the proxy function.
 func TestClientTransportProxy(t *testing.T) {
 	isolateAWS(t)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -29,30 +30,38 @@ const (
 	testRegion = "eu-west-3"
 )
 
-// isolateAWS points the SDK's default chain at static credentials only: never IMDS
-// (which answers 403 on the development machine), never the user's ~/.aws.
+// isolateAWS gives a Client the test's static credentials, from the environment, and
+// none of the developer's AWS settings: never IMDS (which answers 403 on the
+// development machine), never an endpoint or a CA bundle from the environment (nor
+// ~/.aws, which New does not read anyway).
 func isolateAWS(t *testing.T) {
 	t.Helper()
 	none := filepath.Join(t.TempDir(), "none")
 	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID":               testAKID,
-		"AWS_SECRET_ACCESS_KEY":           testSecret,
-		"AWS_SESSION_TOKEN":               "",
-		"AWS_EC2_METADATA_DISABLED":       "true",
-		"AWS_CONFIG_FILE":                 none,
-		"AWS_SHARED_CREDENTIALS_FILE":     none,
-		"AWS_PROFILE":                     "",
-		"AWS_REGION":                      "",
-		"AWS_DEFAULT_REGION":              "",
-		"AWS_ENDPOINT_URL":                "",
-		"AWS_ENDPOINT_URL_CLOUDFORMATION": "",
-		"AWS_MAX_ATTEMPTS":                "",
-		"AWS_RETRY_MODE":                  "",
-		"AWS_NEW_RETRIES_2026":            "",
-		"HTTP_PROXY":                      "",
-		"HTTPS_PROXY":                     "",
-		"http_proxy":                      "",
-		"https_proxy":                     "",
+		"AWS_ACCESS_KEY_ID":                   testAKID,
+		"AWS_SECRET_ACCESS_KEY":               testSecret,
+		"AWS_ACCESS_KEY":                      "",
+		"AWS_SECRET_KEY":                      "",
+		"AWS_SESSION_TOKEN":                   "",
+		"AWS_ACCOUNT_ID":                      "",
+		"AWS_EC2_METADATA_DISABLED":           "true",
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT":   "",
+		"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "",
+		"AWS_CA_BUNDLE":                       "",
+		"AWS_CONFIG_FILE":                     none,
+		"AWS_SHARED_CREDENTIALS_FILE":         none,
+		"AWS_PROFILE":                         "",
+		"AWS_REGION":                          "",
+		"AWS_DEFAULT_REGION":                  "",
+		"AWS_ENDPOINT_URL":                    "",
+		"AWS_ENDPOINT_URL_CLOUDFORMATION":     "",
+		"AWS_MAX_ATTEMPTS":                    "",
+		"AWS_RETRY_MODE":                      "",
+		"AWS_NEW_RETRIES_2026":                "",
+		"HTTP_PROXY":                          "",
+		"HTTPS_PROXY":                         "",
+		"http_proxy":                          "",
+		"https_proxy":                         "",
 	} {
 		t.Setenv(k, v)
 	}
@@ -77,14 +86,20 @@ const serverSkew = time.Hour
 
 // received is what the fake saw of one request.
 type received struct {
-	host       string // the Host header
-	sdkRequest string // amz-sdk-request: "attempt=N; max=M"
-	amzDate    string // X-Amz-Date, the signing time
+	host          string // the Host header
+	sdkRequest    string // amz-sdk-request: "attempt=N; max=M"
+	amzDate       string // X-Amz-Date, the signing time
+	accessKeyID   string // the Authorization's Credential=, "" when not SigV4
+	securityToken string // X-Amz-Security-Token, the session token
 }
+
+// testCreds are the credentials the fake expects unless told otherwise.
+var testCreds = aws.Credentials{AccessKeyID: testAKID, SecretAccessKey: testSecret}
 
 // fakeCFN is CloudFormation's Query API for SignalResource on loopback. It checks
 // every request against want (form fields, SigV4 signature recomputed with the SDK's
-// signer over what it received) and answers the nth request with answers[n-1], the
+// signer over what it received, with testCreds unless Expect says other credentials)
+// and answers the nth request with answers[n-1], the
 // last one repeating.
 type fakeCFN struct {
 	*httptest.Server
@@ -93,15 +108,35 @@ type fakeCFN struct {
 	answers []answer
 
 	mu       sync.Mutex
+	creds    aws.Credentials // what requests must be signed with
 	requests []received
 }
 
 func newFakeCFN(t *testing.T, want Signal, answers ...answer) *fakeCFN {
 	t.Helper()
-	f := &fakeCFN{t: t, want: want, answers: answers}
+	f := &fakeCFN{t: t, want: want, answers: answers, creds: testCreds}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.Close)
 	return f
+}
+
+// newFakeCFNTLS is newFakeCFN over HTTPS, with httptest's self-signed certificate; it
+// does not log the handshakes of clients that refuse it.
+func newFakeCFNTLS(t *testing.T, want Signal, answers ...answer) *fakeCFN {
+	t.Helper()
+	f := &fakeCFN{t: t, want: want, answers: answers, creds: testCreds}
+	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
+	f.Config.ErrorLog = log.New(io.Discard, "", 0)
+	f.StartTLS()
+	t.Cleanup(f.Close)
+	return f
+}
+
+// Expect makes the fake require creds' signature (and session token) from now on.
+func (f *fakeCFN) Expect(creds aws.Credentials) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.creds = creds
 }
 
 // Requests returns what the fake has received so far.
@@ -116,12 +151,17 @@ func (f *fakeCFN) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		f.t.Errorf("fake CloudFormation: reading the body: %v", err)
 	}
+	akid := ""
+	if m := authHeader.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
+		akid = m[1]
+	}
 	f.mu.Lock()
 	f.requests = append(f.requests, received{host: r.Host, sdkRequest: r.Header.Get("Amz-Sdk-Request"),
-		amzDate: r.Header.Get("X-Amz-Date")})
+		amzDate: r.Header.Get("X-Amz-Date"), accessKeyID: akid, securityToken: r.Header.Get("X-Amz-Security-Token")})
 	n := len(f.requests)
+	creds := f.creds
 	f.mu.Unlock()
-	for _, p := range f.check(r, body) {
+	for _, p := range f.check(r, body, creds) {
 		f.t.Errorf("fake CloudFormation, request %d: %s", n, p)
 	}
 
@@ -177,8 +217,8 @@ func writeError(w http.ResponseWriter, status int, code, message, requestID stri
 // authHeader is the structure of a SigV4 Authorization header.
 var authHeader = regexp.MustCompile(`^AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})$`)
 
-// check returns what is wrong with a SignalResource request.
-func (f *fakeCFN) check(r *http.Request, body []byte) []string {
+// check returns what is wrong with a SignalResource request that creds should sign.
+func (f *fakeCFN) check(r *http.Request, body []byte, creds aws.Credentials) []string {
 	var problems []string
 	if r.Method != http.MethodPost || r.URL.Path != "/" {
 		problems = append(problems, fmt.Sprintf("%s %s, want POST /", r.Method, r.URL.Path))
@@ -212,23 +252,28 @@ func (f *fakeCFN) check(r *http.Request, body []byte) []string {
 	if m == nil {
 		return append(problems, fmt.Sprintf("Authorization %q is not SigV4", auth))
 	}
-	if m[1] != testAKID || m[2] != date[:8] || m[3] != testRegion || m[4] != "cloudformation" {
+	if m[1] != creds.AccessKeyID || m[2] != date[:8] || m[3] != testRegion || m[4] != "cloudformation" {
 		problems = append(problems, fmt.Sprintf("credential scope %s/%s/%s/%s, want %s/%s/%s/cloudformation",
-			m[1], m[2], m[3], m[4], testAKID, date[:8], testRegion))
+			m[1], m[2], m[3], m[4], creds.AccessKeyID, date[:8], testRegion))
 	}
 	signed := strings.Split(m[5], ";")
 	if !contains(signed, "host") || !contains(signed, "x-amz-date") {
 		problems = append(problems, fmt.Sprintf("SignedHeaders %s lack host or x-amz-date", m[5]))
 	}
-	if again := resign(r, body, signed, signedAt); again != auth {
+	if got := r.Header.Get("X-Amz-Security-Token"); got != creds.SessionToken {
+		problems = append(problems, fmt.Sprintf("X-Amz-Security-Token %q, want %q", got, creds.SessionToken))
+	} else if got != "" && !contains(signed, "x-amz-security-token") {
+		problems = append(problems, fmt.Sprintf("SignedHeaders %s lack x-amz-security-token", m[5]))
+	}
+	if again := resign(r, body, signed, signedAt, creds); again != auth {
 		problems = append(problems, fmt.Sprintf("signature does not verify:\n got  %s\n want %s", auth, again))
 	}
 	return problems
 }
 
 // resign signs a copy of the received request, made of its signed headers and its
-// body, with the SDK's signer and the test credentials, and returns its Authorization.
-func resign(r *http.Request, body []byte, signed []string, at time.Time) string {
+// body, with the SDK's signer and creds, and returns its Authorization.
+func resign(r *http.Request, body []byte, signed []string, at time.Time, creds aws.Credentials) string {
 	req, err := http.NewRequest(r.Method, "http://"+r.Host+r.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		return err.Error()
@@ -239,7 +284,6 @@ func resign(r *http.Request, body []byte, signed []string, at time.Time) string 
 		}
 	}
 	sum := sha256.Sum256(body)
-	creds := aws.Credentials{AccessKeyID: testAKID, SecretAccessKey: testSecret}
 	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]),
 		"cloudformation", testRegion, at); err != nil {
 		return err.Error()

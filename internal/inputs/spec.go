@@ -104,10 +104,21 @@ func decode(values map[string]string) (Spec, error) {
 	return s, nil
 }
 
-// Usage writes the reference of every input: name, default and description.
+// Usage writes the reference of every input: name, default and description, from
+// Spec's tags. It formats them itself: envconfig.Usagef renders with text/template,
+// whose method lookup by name makes the linker keep every exported method of every
+// type that may be reached through an interface (1.8 MB of the binary).
 func Usage(w io.Writer) error {
-	const format = `{{range .}}  {{usage_key .}}{{if usage_default .}} (default {{usage_default .}}){{end}}
-      {{usage_description .}}
-{{end}}`
-	return envconfig.Usagef("", &Spec{}, w, format)
+	t := reflect.TypeOf(Spec{})
+	var b strings.Builder
+	for i := range t.NumField() {
+		f := t.Field(i)
+		b.WriteString("  " + f.Tag.Get("envconfig"))
+		if d := f.Tag.Get("default"); d != "" {
+			b.WriteString(" (default " + d + ")")
+		}
+		b.WriteString("\n      " + f.Tag.Get("desc") + "\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }
