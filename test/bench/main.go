@@ -291,6 +291,7 @@ func (h *host) configPhase(ctx context.Context, n int) (configResults, error) {
 				return err
 			}
 			for i, into := range []*[]sample{first, rerun} {
+				settle()
 				s, out, err := runOutput(cmd(root))
 				if err != nil {
 					return err
@@ -378,6 +379,11 @@ func (h *host) floors(ctx context.Context, n int) (floorResults, error) {
 	return f, nil
 }
 
+// settle flushes every file system before a timed run: the seed's writes, never
+// flushed, and the roots just made would otherwise be committed by the next fsync
+// firstrun makes, and timed as firstrun's.
+func settle() { syscall.Sync() }
+
 // hasCluster checks that a tool wrote the cluster into ecs.config under root.
 func hasCluster(root, p string) error {
 	data, err := os.ReadFile(filepath.Join(root, p))
@@ -462,6 +468,7 @@ func (h *host) detect(ctx context.Context, delay time.Duration, tool func(contex
 	if err := waitPortFree(ctx); err != nil {
 		return r, err
 	}
+	settle()
 	a, err := startAgent(filepath.Join(h.bin, "fakeagent"), h.dockerSock, h.work, "bench-cluster", delay)
 	if err != nil {
 		return r, err
