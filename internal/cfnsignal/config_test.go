@@ -121,13 +121,7 @@ func TestSendCredentials(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			isolateAWS(t)
-			imds := newFakeIMDS(t)
-			// IMDS is reachable either way: only the environment decides.
-			t.Setenv("AWS_EC2_METADATA_DISABLED", "")
-			t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.URL)
-			t.Setenv("AWS_ACCESS_KEY_ID", "")
-			t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+			imds := instanceWithRole(t) // reachable either way: only the environment decides
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
@@ -160,15 +154,24 @@ func TestSendCredentials(t *testing.T) {
 	}
 }
 
-// The usual setup behind a proxy: CloudFormation through it, the instance role's
-// credentials from IMDS direct, with New's own IMDS client.
-func TestSendInstanceRoleThroughProxy(t *testing.T) {
+// instanceWithRole isolates the test from the machine's AWS settings (isolateAWS) and
+// makes it an instance with a role: a fake IMDS, reachable, and no credentials in the
+// environment.
+func instanceWithRole(t *testing.T) *fakeIMDS {
+	t.Helper()
 	isolateAWS(t)
 	imds := newFakeIMDS(t)
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "")
 	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.URL)
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	return imds
+}
+
+// The usual setup behind a proxy: CloudFormation through it, the instance role's
+// credentials from IMDS direct, with New's own IMDS client.
+func TestSendInstanceRoleThroughProxy(t *testing.T) {
+	imds := instanceWithRole(t)
 	fake := newFakeCFN(t, testSignal, answerOK)
 	fake.Expect(roleCreds)
 	target, _ := url.Parse(fake.URL)

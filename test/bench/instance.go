@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -174,12 +173,4 @@ func settledRequests(ctx context.Context, s *sandbox.Sandbox) (requestCount, err
 		last = now
 	}
 	return last, err
-}
-
-// strace must be installed for the process counts.
-func needStrace() error {
-	if _, err := exec.LookPath("strace"); err != nil {
-		return fmt.Errorf("strace not found (apt-get install strace): it counts the processes each tool spawns")
-	}
-	return nil
 }

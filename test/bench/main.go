@@ -315,14 +315,8 @@ func (h *host) configPhase(ctx context.Context, n int) (configResults, error) {
 			return one(&c.SeedFirst, &c.SeedRerun, nil, h.seedRoot,
 				func(root string) *exec.Cmd { return h.seedCmd(ctx, root, h.seed.Config) })
 		}
-		order := []func() error{fr, sd}
-		if i%2 == 1 {
-			order = []func() error{sd, fr}
-		}
-		for _, f := range order {
-			if err := f(); err != nil {
-				return c, err
-			}
+		if err := alternate(i, fr, sd); err != nil {
+			return c, err
 		}
 	}
 	return c, nil
@@ -377,6 +371,18 @@ func (h *host) floors(ctx context.Context, n int) (floorResults, error) {
 		}
 	}
 	return f, nil
+}
+
+// alternate runs a then b in even rounds, b then a in odd ones, so that neither tool
+// always runs on the other's heels; it stops at the first error.
+func alternate(round int, a, b func() error) error {
+	if round%2 == 1 {
+		a, b = b, a
+	}
+	if err := a(); err != nil {
+		return err
+	}
+	return b()
 }
 
 // settle flushes every file system before a timed run: the seed's writes, never
@@ -444,14 +450,8 @@ func (h *host) detection(ctx context.Context, n int, seed uint64) (detectionResu
 			d.Seed = append(d.Seed, r)
 			return err
 		}
-		order := []func() error{fr, sd}
-		if i%2 == 1 {
-			order = []func() error{sd, fr}
-		}
-		for _, f := range order {
-			if err := f(); err != nil {
-				return d, err
-			}
+		if err := alternate(i, fr, sd); err != nil {
+			return d, err
 		}
 		fmt.Fprintf(os.Stderr, "   %2d/%d  registration after %5dms: firstrun %6.1fms, seed %7.1fms\n", i+1, n,
 			delay.Milliseconds(), ms(d.Firstrun[i].Latency), ms(d.Seed[i].Latency))
@@ -498,11 +498,12 @@ func (h *host) trace(ctx context.Context) (traceResults, error) {
 	var t traceResults
 	traced := func(name string, tool func(context.Context) *exec.Cmd, into *traceCounts) error {
 		file := filepath.Join(h.traces, name+".strace")
+		var program string // the tool's path, as its execve in the trace names it
 		_, err := h.detect(ctx, time.Second, func(ctx context.Context) *exec.Cmd {
 			cmd := tool(ctx)
-			args := append(append([]string{"-o", file}, straceArgs...), cmd.Args...)
-			args[len(args)-len(cmd.Args)] = cmd.Path
-			return command(ctx, cmd.Env, "strace", args...)
+			program = cmd.Path
+			args := append(append([]string{"-o", file}, straceArgs...), cmd.Path)
+			return command(ctx, cmd.Env, "strace", append(args, cmd.Args[1:]...)...)
 		})
 		if err != nil {
 			return err
@@ -512,8 +513,7 @@ func (h *host) trace(ctx context.Context) (traceResults, error) {
 			return err
 		}
 		defer f.Close()
-		toolName := "/" + filepath.Base(tool(ctx).Path)
-		*into, err = countTrace(f, toolName)
+		*into, err = countTrace(f, "/"+filepath.Base(program))
 		return err
 	}
 	root, err := h.firstrunRoot()

@@ -36,23 +36,11 @@ const (
 // hostInfo describes the machine and the file system the roots are on, which decides
 // what an fsync costs.
 func hostInfo(dir string) string {
-	var uts syscall.Utsname
 	kernel := "?"
-	if syscall.Uname(&uts) == nil {
-		kernel = cString(uts.Release[:])
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = strings.TrimSpace(string(b))
 	}
 	return fmt.Sprintf("%d CPUs, Linux %s, roots on %s (%s)", runtime.NumCPU(), kernel, fsType(dir), dir)
-}
-
-func cString(b []int8) string {
-	var s strings.Builder
-	for _, c := range b {
-		if c == 0 {
-			break
-		}
-		s.WriteByte(byte(c))
-	}
-	return s.String()
 }
 
 // fsType names the file system dir is on, from statfs's magic number.
@@ -82,7 +70,7 @@ func (r *results) report() string {
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("# firstrun benchmarks\n\n%s, %s; %s.\n\n", r.Version, r.Date, r.Host)
 
-	df, ds := r.latencies(r.Detection.Firstrun), r.latencies(r.Detection.Seed)
+	df, ds := latencies(r.Detection.Firstrun), latencies(r.Detection.Seed)
 	sf, ss := summarize(df), summarize(ds)
 	p("## Detection latency: the agent registers → the tool exits 0\n\n")
 	p("%d runs each, alternating, registration after %s–%s (test/e2e/fakeagent on %s).\n\n",
@@ -181,7 +169,8 @@ func (r *results) write(dir string) error {
 	return nil
 }
 
-func (r *results) latencies(runs []detectionRun) []time.Duration {
+// latencies returns each run's detection latency.
+func latencies(runs []detectionRun) []time.Duration {
 	out := make([]time.Duration, len(runs))
 	for i, d := range runs {
 		out[i] = d.Latency
