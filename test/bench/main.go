@@ -39,6 +39,8 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, benchTimeout)
+	defer cancel()
 	o := options{}
 	flag.IntVar(&o.runs, "runs", 20, "detection runs per tool")
 	flag.IntVar(&o.configRuns, "config-runs", 30, "configuration phase runs per tool")
@@ -54,6 +56,10 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// benchTimeout bounds the whole run, builds included: it takes about 3 minutes, and the
+// first time also builds the sandbox's root file system (about 90 s).
+const benchTimeout = 30 * time.Minute
 
 // options are the command's flags.
 type options struct {

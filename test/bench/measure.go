@@ -66,7 +66,6 @@ func command(ctx context.Context, env []string, name string, args ...string) *ex
 type summary struct {
 	N                  int
 	Min, P50, P95, Max time.Duration
-	Mean               time.Duration
 }
 
 // summarize returns the distribution of ds; percentiles are nearest-rank (the value at
@@ -77,14 +76,9 @@ func summarize(ds []time.Duration) summary {
 	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	var total time.Duration
-	for _, d := range s {
-		total += d
-	}
 	return summary{
 		N: len(s), Min: s[0], Max: s[len(s)-1],
 		P50: percentile(s, 0.50), P95: percentile(s, 0.95),
-		Mean: total / time.Duration(len(s)),
 	}
 }
 

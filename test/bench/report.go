@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -74,7 +75,7 @@ func (r *results) report() string {
 	sf, ss := summarize(df), summarize(ds)
 	p("## Detection latency: the agent registers → the tool exits 0\n\n")
 	p("%d runs each, alternating, registration after %s–%s (test/e2e/fakeagent on %s).\n\n",
-		sf.N, minDelay(r.Detection.Firstrun), maxDelay(r.Detection.Firstrun), agentAddr)
+		sf.N, dur(delayRange(r.Detection.Firstrun).Min), dur(delayRange(r.Detection.Firstrun).Max), agentAddr)
 	p("| tool | p50 | p95 | max | min |\n|---|---:|---:|---:|---:|\n")
 	p("| firstrun `--skip services` | %s | %s | %s | %s |\n", dur(sf.P50), dur(sf.P95), dur(sf.Max), dur(sf.Min))
 	p("| seed script | %s | %s | %s | %s |\n\n", dur(ss.P50), dur(ss.P95), dur(ss.Max), dur(ss.Min))
@@ -169,53 +170,31 @@ func (r *results) write(dir string) error {
 	return nil
 }
 
-// latencies returns each run's detection latency.
-func latencies(runs []detectionRun) []time.Duration {
-	out := make([]time.Duration, len(runs))
-	for i, d := range runs {
-		out[i] = d.Latency
+// each returns f of every element of s.
+func each[T, U any](s []T, f func(T) U) []U {
+	out := make([]U, len(s))
+	for i, x := range s {
+		out[i] = f(x)
 	}
 	return out
 }
 
-func minDelay(runs []detectionRun) string {
-	m := time.Duration(1<<63 - 1)
-	for _, d := range runs {
-		m = min(m, d.Delay)
-	}
-	return dur(m)
+func latencies(runs []detectionRun) []time.Duration {
+	return each(runs, func(d detectionRun) time.Duration { return d.Latency })
 }
 
-func maxDelay(runs []detectionRun) string {
-	var m time.Duration
-	for _, d := range runs {
-		m = max(m, d.Delay)
-	}
-	return dur(m)
+func delayRange(runs []detectionRun) summary {
+	return summarize(each(runs, func(d detectionRun) time.Duration { return d.Delay }))
 }
 
 func maxRSS(runs []detectionRun) int64 {
-	var m int64
-	for _, d := range runs {
-		m = max(m, d.Sample.MaxRSS)
-	}
-	return m
+	return slices.Max(append(each(runs, func(d detectionRun) int64 { return d.Sample.MaxRSS }), 0))
 }
 
-func walls(s []sample) []time.Duration {
-	out := make([]time.Duration, len(s))
-	for i, x := range s {
-		out[i] = x.Wall()
-	}
-	return out
-}
+func walls(s []sample) []time.Duration { return each(s, sample.Wall) }
 
 func cpus(s []sample) []time.Duration {
-	out := make([]time.Duration, len(s))
-	for i, x := range s {
-		out[i] = x.CPU
-	}
-	return out
+	return each(s, func(x sample) time.Duration { return x.CPU })
 }
 
 func ratio(a, b time.Duration) float64 {
