@@ -188,6 +188,9 @@ var vtBadInputs = []struct {
 	{name: "ECS_ key lower case", env: vtEnv("ECS_foo=bar"), wantVar: "ECS_foo", wantMsg: "is not an ECS agent setting name"},
 	{name: "ECS_ value with newline", env: vtEnv("ECS_LOGLEVEL=debug\nECS_CLUSTER=evil"), wantVar: "ECS_LOGLEVEL", wantMsg: "must not contain control characters"},
 	{name: "ECS_ value quoted", env: vtEnv(`ECS_LOGLEVEL="debug"`), wantVar: "ECS_LOGLEVEL", wantMsg: "must not be quoted"},
+	{name: "ECS_ value trailing backslash", env: vtEnv(`ECS_LOGLEVEL=debug\`), wantVar: "ECS_LOGLEVEL", wantMsg: "must not end with a backslash"},
+	{name: "ECS_ value backslash", env: vtEnv(`ECS_ENGINE_AUTH_DATA={"r":{"auth":"a\"b"}}`), wantVar: "ECS_ENGINE_AUTH_DATA", wantMsg: "must not contain a backslash"},
+	{name: "ECS_ value opening quote", env: vtEnv(`ECS_LOGLEVEL="debug`), wantVar: "ECS_LOGLEVEL", wantMsg: "must not start with a quote"},
 	{name: "ECS_ value leading space", env: vtEnv("ECS_LOGLEVEL= debug"), wantVar: "ECS_LOGLEVEL", wantMsg: "must not start or end with white space"},
 
 	// Env file

@@ -41,6 +41,10 @@ func FuzzValidate(f *testing.F) {
 		{"prod", "", "s", "a", "a\u0085b"},
 		{"prod", "", "s", "a\x00", "debug"},
 		{"prod", "http://proxy:3128", "s", "a", "%0a"},
+		{"prod", "http://proxy:3128", "s", "a", `C:\\dir`},
+		{"prod", "http://proxy:3128", "s", "a", `line\`},
+		{"prod", "http://proxy:3128", "s", "a", `"open`},
+		{"prod", `http://b\ob:x@proxy:3128`, "s", "a", "x"},
 	}
 	for _, s := range seeds {
 		f.Add(s[0], s[1], s[2], s[3], s[4])
@@ -64,6 +68,7 @@ func FuzzValidate(f *testing.F) {
 				continue
 			}
 			checkConfig(t, cfg)
+			checkReadersAgree(t, cfg)
 			if cfg.Cluster != cluster {
 				t.Errorf("Cluster = %q, want the input %q", cfg.Cluster, cluster)
 			}

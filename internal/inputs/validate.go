@@ -293,6 +293,16 @@ func (v *validator) asgName(asg string, need bool, agent LogAgent) string {
 }
 
 // ecsSettings returns the other ECS_* variables, passed to the agent as given.
+//
+// ecs.config is read twice, and a value must mean the same to both readers: ecs-init
+// reads it raw for the agent's container (aws/amazon-ecs-agent ecs-init/docker/docker.go
+// getEnvVars: split at the first '=', the line trimmed, nothing unescaped), and
+// systemd reads it as ecs.service's EnvironmentFile= (systemd src/basic/env-file.c
+// parse_env_file_internal: a quote where the value starts opens a quoted value, a
+// backslash escapes the next character and is dropped, a backslash before the end of
+// the line joins the next line, white space around the value is trimmed). They agree
+// byte for byte exactly when the value has no surrounding white space, does not start
+// with a quote and holds no backslash.
 func (v *validator) ecsSettings() []Setting {
 	var out []Setting
 	for _, k := range slices.Sorted(maps.Keys(v.raw.Values)) {
@@ -307,6 +317,12 @@ func (v *validator) ecsSettings() []Setting {
 			v.add(k, "must not start or end with white space: ecs-init trims it (got %s)", v.shown(k))
 		case len(val) >= 2 && (val[0] == '"' || val[0] == '\'') && val[len(val)-1] == val[0]:
 			v.add(k, "must not be quoted: ecs-init reads quotes literally while systemd strips them (got %s)", v.shown(k))
+		case val != "" && (val[0] == '"' || val[0] == '\''):
+			v.add(k, "must not start with a quote: ecs-init reads it literally while systemd, reading ecs.config as ecs.service's EnvironmentFile=, takes it as the start of a quoted value (got %s)", v.shown(k))
+		case strings.HasSuffix(val, `\`):
+			v.add(k, "must not end with a backslash: systemd, reading ecs.config as ecs.service's EnvironmentFile=, joins the next line to it and that setting is lost, while ecs-init reads it as written (got %s)", v.shown(k))
+		case strings.Contains(val, `\`):
+			v.add(k, "must not contain a backslash: ecs-init passes it to the agent as written, while systemd, reading ecs.config as ecs.service's EnvironmentFile=, drops it (\\\\ becomes \\, \\x becomes x) (got %s)", v.shown(k))
 		default:
 			out = append(out, Setting{Key: k, Value: val})
 		}
