@@ -26,7 +26,7 @@ AMI_GOARCH := $(if $(filter arm64,$(ARCH)),arm64,amd64)
 AMI_BIN := bin/firstrun-linux-$(AMI_GOARCH)
 
 .DEFAULT_GOAL := help
-.PHONY: help build test unit e2e fuzz lint demo demo-root bench clean packer-tools packer-check ami
+.PHONY: help build deps deps-demo test unit e2e fuzz lint demo demo-root bench clean packer-tools packer-check ami
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,7 +34,13 @@ help: ## List the targets
 build: ## Build the static binary $(OUT) (CGO_ENABLED=0, -trimpath, version stamped)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(OUT) ./cmd/firstrun
 
-test: lint unit fuzz packer-check ## Run every test: lint, unit and end-to-end tests (sandbox instance), fuzzing, the image template
+deps: ## Install what make test needs and is missing (apt-get as root on Debian or Ubuntu; else say what)
+	@scripts/deps.sh test
+
+deps-demo: ## Install what make demo needs and is missing
+	@scripts/deps.sh demo
+
+test: deps lint unit fuzz packer-check ## Install what is missing, then every test: lint, unit and end-to-end tests (sandbox instance), fuzzing, the image template
 
 unit: ## Run all the Go tests, the end-to-end ones in the sandbox instance included (root)
 	$(GO) test -count=1 -timeout 20m ./...
@@ -52,7 +58,7 @@ lint: ## gofmt check, go vet, shellcheck of every shell script
 	$(GO) vet ./...
 	@scripts/shellcheck.sh
 
-demo: ## Show the main job on a booted sandbox instance (root; minutes the first time, seconds after)
+demo: deps-demo ## Show the main job on a booted sandbox instance (root; installs what is missing; minutes the first time, seconds after)
 	$(GO) run ./test/e2e/demo
 
 demo-root: build ## Show the file work on a temporary root, without root or a sandbox
