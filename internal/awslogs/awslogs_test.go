@@ -136,8 +136,7 @@ func TestCloudWatchConfigContent(t *testing.T) {
 // directory, skipping (failing under CI) when it is absent.
 func loadSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	path, ok := testenv.SharedFile("reference/cloudwatch-agent-schema.json")
-	testenv.Need(t, ok, "the CloudWatch agent schema at "+path)
+	path := testenv.NeedShared(t, "reference/cloudwatch-agent-schema.json")
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -317,8 +316,7 @@ func seedHeredoc(t *testing.T, script, path string) string {
 // TestAwslogsMatchesChapter compares the awslogs files with the chapter's, which the
 // seed script writes with here-documents, its variables expanded with the same names.
 func TestAwslogsMatchesChapter(t *testing.T) {
-	path, ok := testenv.SharedFile("reference/seed-firstrun.sh")
-	testenv.Need(t, ok, "the seed script at "+path)
+	path := testenv.NeedShared(t, "reference/seed-firstrun.sh")
 	script, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

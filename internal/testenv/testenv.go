@@ -36,13 +36,33 @@ func RepoRoot() string {
 // SharedFile returns the path of a file in the shared reference directory that sits
 // beside the repository (../shared), or FIRSTRUN_SHARED when set, and whether it exists.
 func SharedFile(rel string) (string, bool) {
+	p, err := sharedFile(rel)
+	return p, err == nil
+}
+
+// NeedShared returns the path of a shared reference file (see SharedFile), or skips
+// the test with one line saying which file and why it is not in the repository. Unlike
+// Need, it skips under CI too: the reference files are the chapter's material (the
+// seed script firstrun replaces, the CloudWatch agent's schema) that sits beside the
+// project's checkout, not a package that .ci/run could install, and a clone of the
+// repository alone does not have them.
+func NeedShared(t testing.TB, rel string) string {
+	t.Helper()
+	p, err := sharedFile(rel)
+	if err != nil {
+		t.Skipf("SKIPPED: %s is not here (%v): it is the chapter's reference material, kept beside the repository in ../shared/ (or FIRSTRUN_SHARED) and not in it; this comparison runs where it is", rel, err)
+	}
+	return p
+}
+
+func sharedFile(rel string) (string, error) {
 	dir := os.Getenv("FIRSTRUN_SHARED")
 	if dir == "" {
 		dir = filepath.Join(RepoRoot(), "..", "shared")
 	}
 	p := filepath.Join(dir, rel)
 	_, err := os.Stat(p)
-	return p, err == nil
+	return p, err
 }
 
 // WithEnv returns a copy of base (KEY=value entries) changed: "KEY=value" sets KEY,

@@ -175,11 +175,7 @@ func TestSeedRunsUnderItsRoot(t *testing.T) {
 
 func seedPath(t *testing.T) string {
 	t.Helper()
-	p, ok := testenv.SharedFile(seedScript)
-	if !ok {
-		t.Fatalf("%s not found: the shared directory sits beside the repository (or set FIRSTRUN_SHARED)", p)
-	}
-	return p
+	return testenv.NeedShared(t, seedScript)
 }
 
 func readSeed(t *testing.T) string {
