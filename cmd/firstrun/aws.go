@@ -24,6 +24,7 @@ const signalOnInterrupt = 20 * time.Second
 func (j *job) discover(ctx context.Context, log *zap.Logger, raw inputs.Raw) {
 	switch {
 	case !j.deps.live:
+		log.Info("instance metadata: not asked (--root is not /: the metadata here is not the root's)")
 		return
 	case raw.Values["FIRSTRUN_IMDS"] == "off":
 		log.Info("instance metadata: not asked (FIRSTRUN_IMDS=off)")

@@ -406,6 +406,11 @@ func TestPhasesAreLoggedWithDurations(t *testing.T) {
 	if strings.Join(phases, ",") != "resolve,render,apply" {
 		t.Errorf("phases = %v", phases)
 	}
+	// Every phase or step not taken under another root says so, instance metadata
+	// discovery included.
+	if !r.logged("instance metadata: not asked (--root is not /: the metadata here is not the root's)", "phase") {
+		t.Error("instance metadata discovery skipped without a log line under --root")
+	}
 	if strings.Contains(r.stderr, "p%40ss") {
 		t.Error("logs carry the proxy password")
 	}
