@@ -206,7 +206,8 @@ func (c *Client) Send(ctx context.Context, s Signal) error {
 		co.APIOptions = append(co.APIOptions, countAttempts(&attempts))
 	})
 	if err != nil {
-		return &sendError{signal: s, attempts: attempts, kind: classify(ctx, c.retryer, err), err: err}
+		kind, hint := classify(ctx, c.retryer, err)
+		return &sendError{signal: s, attempts: attempts, kind: kind, hint: hint, err: err}
 	}
 	return nil
 }
