@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -76,7 +77,9 @@ func (j *job) instance() string {
 // signal tells CloudFormation how the run ended, when asked to (--signal or
 // FIRSTRUN_SIGNAL=true): SUCCESS when code is exitOK, FAILURE with runErr's reason
 // otherwise. It returns the exit code to leave with: a failed signal turns success into
-// exitSignal, and never replaces the code of the run's own failure.
+// exitSignal, and never replaces the code of the run's own failure; a signal that
+// nobody awaits (cfnsignal.ErrNotAwaited: the stack's policy is over, or the stack is
+// gone) is logged at info and changes nothing.
 func (j *job) signal(ctx context.Context, log *zap.Logger, code int, runErr error) int {
 	if !j.sig.read {
 		if j.opts.signal {
@@ -118,6 +121,10 @@ func (j *job) signal(ctx context.Context, log *zap.Logger, code int, runErr erro
 		zap.String("unique_id", s.UniqueID), zap.Duration("duration", time.Since(t0))}
 	if s.Reason != "" {
 		fields = append(fields, zap.String("reason", s.Reason))
+	}
+	if errors.Is(err, cfnsignal.ErrNotAwaited) { // a scale-out, a replacement: no policy waits
+		log.Info("no signal awaited: "+cfnsignal.Message(err), fields...)
+		return code
 	}
 	if err != nil {
 		log.Error("CloudFormation signal failed", append(fields, zap.Error(err))...)

@@ -5,13 +5,16 @@ import (
 	"debug/elf"
 	"errors"
 	"os"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/firstrun/firstrun/internal/cfnsignal"
+	"github.com/firstrun/firstrun/internal/cfnsignal/cfnsignaltest"
 	"github.com/firstrun/firstrun/internal/health"
 	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/imds"
@@ -184,6 +187,83 @@ func TestFailedSignal(t *testing.T) {
 	h.agent.after = -1
 	if r := h.run(t, testenv.WithEnv(fastEnv, sig...)); r.code != exitHealth {
 		t.Errorf("a failed run whose signal failed too: exit %d, want %d", r.code, exitHealth)
+	}
+}
+
+// onStandIn makes h's runs signal, with the real client, the CloudFormation stand-in
+// holding stacks; it returns the stand-in.
+func onStandIn(t *testing.T, h *liveHost, stacks ...cfnsignaltest.Stack) *cfnsignaltest.Server {
+	t.Helper()
+	cfn, err := cfnsignaltest.New(cfnsignaltest.Config{Region: "us-east-1", Stacks: stacks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(cfn)
+	t.Cleanup(srv.Close)
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
+		"AWS_SESSION_TOKEN": "", "AWS_EC2_METADATA_DISABLED": "true"} {
+		t.Setenv(k, v)
+	}
+	h.mods = append(h.mods, func(d *deps) {
+		d.discover = func(context.Context, string) (imds.Info, error) { return taggedInstance(), nil }
+		d.signaler = func(ctx context.Context, target inputs.SignalTarget) (cfnsignal.Signaler, error) {
+			return cfnsignal.New(ctx, cfnsignal.Options{Region: target.Region, Endpoint: srv.URL, Timeout: time.Minute})
+		}
+	})
+	return cfn
+}
+
+// An instance launched after the stack's CreationPolicy is over (a scale-out, a
+// replacement) has nobody to signal: that is no failure, and one request says so.
+func TestSignalNobodyAwaits(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		stacks []cfnsignaltest.Stack
+		says   string
+	}{
+		{"stack complete", []cfnsignaltest.Stack{cfnsignaltest.Complete("microtrader", "ECSAutoScalingGroup")},
+			`no signal awaited: Stack arn:aws:cloudformation:us-east-1:123456789012:stack/microtrader/00000000-0000-4000-8000-000000000001 is in CREATE_COMPLETE state and cannot be signaled`},
+		{"stack gone", nil, "no signal awaited: Stack with id microtrader does not exist"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newLiveHost(t)
+			cfn := onStandIn(t, h, tc.stacks...)
+			r := h.run(t, fastEnv, "--signal", "--log-format", "json")
+			if r.code != exitOK || !strings.Contains(r.stderr, tc.says) || !strings.Contains(r.stderr, `"level":"info"`) {
+				t.Errorf("exit %d, want %d with %q logged at info\n%s", r.code, exitOK, tc.says, r.stderr)
+			}
+			if n := len(cfn.Requests()); n != 1 {
+				t.Errorf("%d requests, want 1", n)
+			}
+		})
+	}
+	// A failed run keeps its own exit code.
+	h := newLiveHost(t)
+	onStandIn(t, h, cfnsignaltest.Complete("microtrader", "ECSAutoScalingGroup"))
+	h.agent.after = -1
+	if r := h.run(t, fastEnv, "--signal"); r.code != exitHealth || !strings.Contains(r.stderr, "no signal awaited") {
+		t.Errorf("a failed run whose FAILURE nobody awaits: exit %d, want %d\n%s", r.code, exitHealth, r.stderr)
+	}
+}
+
+// A wrong logical id and a role without the permission stay failures, saying which.
+func TestSignalRefusedSaysWhy(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		stack cfnsignaltest.Stack
+		says  string
+	}{
+		{"wrong logical id", cfnsignaltest.Waiting("microtrader", "OtherGroup", 1),
+			`resource \"ECSAutoScalingGroup\" is not in stack \"microtrader\": a wrong logical id`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newLiveHost(t)
+			onStandIn(t, h, tc.stack)
+			r := h.run(t, fastEnv, "--signal", "--log-format", "json")
+			if r.code != exitSignal || !strings.Contains(r.stderr, tc.says) {
+				t.Errorf("exit %d, want %d saying %q\n%s", r.code, exitSignal, tc.says, r.stderr)
+			}
+		})
 	}
 }
 
