@@ -7,8 +7,10 @@
 // instance id, Status SUCCESS or FAILURE). *Client sends it with the AWS SDK: request
 // signed with the environment's credentials when it has them, else the instance role's
 // (New says why no other source is read), through an HTTP proxy when one is given,
-// retried with exponential backoff and jitter on throttling, 5xx answers and
-// connection errors, and bounded in time. A Send that fails says so
+// retried with full-jitter exponential backoff on throttling, 5xx answers and
+// connection errors for as long as its time budget (Options.Timeout) lasts, not a
+// count of attempts: in a boot storm, hundreds of instances share the account's
+// request rate. A Send that fails says so
 // in its error, which wraps ErrInvalid, ErrNotAwaited, ErrPermanent,
 // ErrRetriesExhausted or ErrTimeout; Attempts tells how many requests it made and
 // Message what CloudFormation answered. ErrNotAwaited is not a failure of the caller:

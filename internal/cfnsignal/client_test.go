@@ -86,8 +86,9 @@ func TestSend(t *testing.T) {
 			wantErr: ErrRetriesExhausted, wantCode: "Throttling"},
 		{name: "server errors until retries run out", maxAttempts: 4, answers: []answer{answerServerError},
 			wantErr: ErrRetriesExhausted, wantCode: "InternalFailure"},
-		{name: "default attempts", answers: []answer{answerServerError},
-			wantErr: ErrRetriesExhausted, wantCode: "InternalFailure"},
+		{name: "no count by default: ten throttled attempts then success", answers: []answer{
+			answerThrottled, answerThrottled, answerThrottled, answerThrottled, answerThrottled,
+			answerThrottled, answerThrottled, answerThrottled, answerThrottled, answerOK}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -103,7 +104,7 @@ func TestSend(t *testing.T) {
 
 			maxAttempts := tc.maxAttempts
 			if maxAttempts == 0 {
-				maxAttempts = DefaultMaxAttempts
+				maxAttempts = unboundedAttempts
 			}
 			wantRequests := min(len(tc.answers), maxAttempts)
 			if tc.wantErr == ErrRetriesExhausted {
@@ -374,8 +375,8 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.MaxAttempts != 6 || o.MaxBackoff != 20*time.Second || o.Timeout != 2*time.Minute {
-		t.Errorf("defaults %d, %v, %v; want 6, 20s, 2m", o.MaxAttempts, o.MaxBackoff, o.Timeout)
+	if o.MaxAttempts != unboundedAttempts || o.BaseBackoff != time.Second || o.MaxBackoff != 20*time.Second || o.Timeout != DefaultTimeout {
+		t.Errorf("defaults %d, %v, %v, %v; want no count, 1s, 20s, %v", o.MaxAttempts, o.BaseBackoff, o.MaxBackoff, o.Timeout, DefaultTimeout)
 	}
 }
 
@@ -472,5 +473,41 @@ func TestBackoffIsCapped(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The wait after attempt n is uniform in [0, min(cap, base·2^n)): the ceiling doubles
+// from 2·base, stops at the cap, never overflows, and the wait goes down to zero.
+func TestFullJitter(t *testing.T) {
+	for _, tc := range []struct {
+		attempt int
+		r       float64
+		want    time.Duration
+	}{
+		{1, 0.5, time.Second}, {2, 0.5, 2 * time.Second}, {4, 0.5, 8 * time.Second},
+		{5, 0.5, 10 * time.Second}, {6, 0.5, 10 * time.Second}, {100, 0.5, 10 * time.Second},
+		{3, 0, 0}, {4, 0.999, 15984 * time.Millisecond}, {30, 0.999, 19980 * time.Millisecond},
+	} {
+		j := fullJitter{base: time.Second, cap: 20 * time.Second, rand: func() float64 { return tc.r }}
+		if got, err := j.BackoffDelay(tc.attempt, nil); err != nil || got != tc.want {
+			t.Errorf("attempt %d, random %v: %v, %v; want %v", tc.attempt, tc.r, got, err, tc.want)
+		}
+	}
+}
+
+// With no count of attempts, the time budget ends the retries, and the error says
+// what the last answer was.
+func TestSendRetriesUntilTheBudget(t *testing.T) {
+	isolateAWS(t)
+	fake := newFakeCFN(t, testSignal, answerThrottled)
+	c := newTestClient(t, Options{Endpoint: fake.URL, BaseBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		Timeout: 300 * time.Millisecond})
+	err := c.Send(context.Background(), testSignal)
+	checkKind(t, err, ErrTimeout)
+	if n := len(fake.Requests()); n < 2 || Attempts(err) != n {
+		t.Errorf("%d requests, Attempts %d: want several, the same", n, Attempts(err))
+	}
+	if !strings.Contains(err.Error(), "Throttling") {
+		t.Errorf("error %q does not say the last answer", err)
 	}
 }

@@ -18,6 +18,7 @@ type sendError struct {
 	kind     error  // ErrNotAwaited, ErrPermanent, ErrRetriesExhausted or ErrTimeout; nil when none fits
 	hint     string // what kind means here, such as which permission is missing
 	err      error  // the SDK's error
+	last     error  // with ErrTimeout: the last attempt's error, when err does not say it
 }
 
 func (e *sendError) Error() string {
@@ -30,6 +31,10 @@ func (e *sendError) Error() string {
 	}
 	if e.hint != "" {
 		how = " (" + e.kind.Error() + ": " + e.hint + ")"
+	}
+	if e.last != nil {
+		return fmt.Sprintf("CloudFormation signal %s not sent: failed after %s%s: %v; the last answer: %v",
+			e.signal, plural(e.attempts, "attempt"), how, e.err, e.last)
 	}
 	return fmt.Sprintf("CloudFormation signal %s not sent: failed after %s%s: %v",
 		e.signal, plural(e.attempts, "attempt"), how, e.err)
