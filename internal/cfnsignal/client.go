@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"time"
 
