@@ -165,7 +165,7 @@ func (j *job) sendSignal(ctx context.Context, target inputs.SignalTarget, s cfns
 // come through imdsClient (credentials in the environment, when there are, win: see
 // cfnsignal.New, which also reads the endpoint override AWS_ENDPOINT_URL_CLOUDFORMATION).
 func realSignaler(ctx context.Context, t inputs.SignalTarget, imdsClient *imds.Client) (cfnsignal.Signaler, error) {
-	c, err := cfnsignal.New(ctx, cfnsignal.Options{Region: t.Region, Proxy: t.Proxy, IMDS: imdsClient.SDK()})
+	c, err := cfnsignal.New(ctx, cfnsignal.Options{Region: t.Region, Proxy: t.Proxy, Timeout: t.Timeout, IMDS: imdsClient.SDK()})
 	if err != nil {
 		return nil, fmt.Errorf("CloudFormation client: %w", err)
 	}

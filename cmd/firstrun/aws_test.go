@@ -267,6 +267,19 @@ func TestSignalRefusedSaysWhy(t *testing.T) {
 	}
 }
 
+// FIRSTRUN_SIGNAL_TIMEOUT is the signal's time budget.
+func TestSignalTimeoutReachesTheClient(t *testing.T) {
+	h := newLiveHost(t)
+	c := &cloud{info: taggedInstance()}
+	c.on(h)
+	if r := h.run(t, testenv.WithEnv(fastEnv, "FIRSTRUN_SIGNAL_TIMEOUT=90s", "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), "--signal"); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if len(c.targets) != 1 || c.targets[0].Timeout != 90*time.Second {
+		t.Errorf("targets %+v, want one with Timeout 90s", c.targets)
+	}
+}
+
 func TestSignalNeedsTheInstanceID(t *testing.T) {
 	h := newLiveHost(t)
 	info := taggedInstance()
