@@ -194,7 +194,14 @@ func TestFailedSignal(t *testing.T) {
 // holding stacks; it returns the stand-in.
 func onStandIn(t *testing.T, h *liveHost, stacks ...cfnsignaltest.Stack) *cfnsignaltest.Server {
 	t.Helper()
-	cfn, err := cfnsignaltest.New(cfnsignaltest.Config{Region: "us-east-1", Stacks: stacks})
+	return onStandInWith(t, h, cfnsignaltest.Config{Stacks: stacks})
+}
+
+// onStandInWith is onStandIn with the stand-in's whole configuration.
+func onStandInWith(t *testing.T, h *liveHost, cfg cfnsignaltest.Config) *cfnsignaltest.Server {
+	t.Helper()
+	cfg.Region = "us-east-1"
+	cfn, err := cfnsignaltest.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,21 +256,32 @@ func TestSignalNobodyAwaits(t *testing.T) {
 // A wrong logical id and a role without the permission stay failures, saying which.
 func TestSignalRefusedSaysWhy(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		stack cfnsignaltest.Stack
-		says  string
+		name string
+		cfg  cfnsignaltest.Config
+		says string
 	}{
-		{"wrong logical id", cfnsignaltest.Waiting("microtrader", "OtherGroup", 1),
+		{"wrong logical id", cfnsignaltest.Config{Stacks: []cfnsignaltest.Stack{cfnsignaltest.Waiting("microtrader", "OtherGroup", 1)}},
 			`resource \"ECSAutoScalingGroup\" is not in stack \"microtrader\": a wrong logical id`},
+		{"role without the permission", cfnsignaltest.Config{Deny: []string{"*"},
+			Stacks: []cfnsignaltest.Stack{cfnsignaltest.Waiting("microtrader", "ECSAutoScalingGroup", 1)}},
+			"the instance role lacks cloudformation:SignalResource"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newLiveHost(t)
-			onStandIn(t, h, tc.stack)
+			onStandInWith(t, h, tc.cfg)
 			r := h.run(t, fastEnv, "--signal", "--log-format", "json")
 			if r.code != exitSignal || !strings.Contains(r.stderr, tc.says) {
 				t.Errorf("exit %d, want %d saying %q\n%s", r.code, exitSignal, tc.says, r.stderr)
 			}
 		})
+	}
+}
+
+// FIRSTRUN_SIGNAL_TIMEOUT's default is the client's: one budget, documented once.
+func TestSignalTimeoutDefaultIsTheClients(t *testing.T) {
+	raw, _ := inputs.Resolve(nil, "", nil)
+	if _, target := inputs.Signal(raw); target.Timeout != cfnsignal.DefaultTimeout {
+		t.Errorf("FIRSTRUN_SIGNAL_TIMEOUT defaults to %v, the client to %v", target.Timeout, cfnsignal.DefaultTimeout)
 	}
 }
 
