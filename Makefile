@@ -26,7 +26,7 @@ AMI_GOARCH := $(if $(filter arm64,$(ARCH)),arm64,amd64)
 AMI_BIN := bin/firstrun-linux-$(AMI_GOARCH)
 
 .DEFAULT_GOAL := help
-.PHONY: help build deps deps-demo test unit e2e fuzz lint demo demo-root bench clean packer-tools packer-check ami
+.PHONY: help build deps deps-demo test unit e2e fuzz lint demo demo-root bench storm clean packer-tools packer-check ami
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ demo-root: build ## Show the file work on a temporary root, without root or a sa
 
 bench: ## Measure firstrun beside the seed script and write bin/bench/results.md (root; about 3 minutes)
 	$(GO) run ./test/bench -out bin/bench $(BENCH_FLAGS)
+
+storm: ## Boot storm: 1000 in-process signal senders against a throttled CloudFormation stand-in on loopback (about 2 minutes; STORM_FLAGS='-n 2000 -rate 5')
+	$(GO) run ./test/storm $(STORM_FLAGS)
 
 clean: ## Remove build output
 	rm -rf bin

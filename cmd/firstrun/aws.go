@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -77,7 +78,9 @@ func (j *job) instance() string {
 // signal tells CloudFormation how the run ended, when asked to (--signal or
 // FIRSTRUN_SIGNAL=true): SUCCESS when code is exitOK, FAILURE with runErr's reason
 // otherwise. It returns the exit code to leave with: a failed signal turns success into
-// exitSignal, and never replaces the code of the run's own failure.
+// exitSignal, and never replaces the code of the run's own failure; a signal that
+// nobody awaits (cfnsignal.ErrNotAwaited: the stack's policy is over, or the stack is
+// gone) is logged at info and changes nothing.
 func (j *job) signal(ctx context.Context, log *zap.Logger, code int, runErr error) int {
 	if !j.sig.read {
 		if j.opts.signal {
@@ -120,6 +123,10 @@ func (j *job) signal(ctx context.Context, log *zap.Logger, code int, runErr erro
 	if s.Reason != "" {
 		fields = append(fields, zap.String("reason", s.Reason))
 	}
+	if errors.Is(err, cfnsignal.ErrNotAwaited) { // a scale-out, a replacement: no policy waits
+		log.Info("no signal awaited: "+cfnsignal.Message(err), fields...)
+		return code
+	}
 	if err != nil {
 		log.Error("CloudFormation signal failed", append(fields, zap.Error(err))...)
 		if code == exitOK {
@@ -159,7 +166,7 @@ func (j *job) sendSignal(ctx context.Context, target inputs.SignalTarget, s cfns
 // come through imdsClient (credentials in the environment, when there are, win: see
 // cfnsignal.New, which also reads the endpoint override AWS_ENDPOINT_URL_CLOUDFORMATION).
 func realSignaler(ctx context.Context, t inputs.SignalTarget, imdsClient *imds.Client) (cfnsignal.Signaler, error) {
-	c, err := cfnsignal.New(ctx, cfnsignal.Options{Region: t.Region, Proxy: t.Proxy, IMDS: imdsClient.SDK()})
+	c, err := cfnsignal.New(ctx, cfnsignal.Options{Region: t.Region, Proxy: t.Proxy, Timeout: t.Timeout, IMDS: imdsClient.SDK()})
 	if err != nil {
 		return nil, fmt.Errorf("CloudFormation client: %w", err)
 	}

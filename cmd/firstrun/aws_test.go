@@ -4,14 +4,17 @@ import (
 	"context"
 	"debug/elf"
 	"errors"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/firstrun/firstrun/internal/cfnsignal"
+	"github.com/firstrun/firstrun/internal/cfnsignal/cfnsignaltest"
 	"github.com/firstrun/firstrun/internal/health"
 	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/imds"
@@ -184,6 +187,114 @@ func TestFailedSignal(t *testing.T) {
 	h.agent.after = -1
 	if r := h.run(t, testenv.WithEnv(fastEnv, sig...)); r.code != exitHealth {
 		t.Errorf("a failed run whose signal failed too: exit %d, want %d", r.code, exitHealth)
+	}
+}
+
+// onStandIn makes h's runs signal, with the real client, the CloudFormation stand-in
+// holding stacks; it returns the stand-in.
+func onStandIn(t *testing.T, h *liveHost, stacks ...cfnsignaltest.Stack) *cfnsignaltest.Server {
+	t.Helper()
+	return onStandInWith(t, h, cfnsignaltest.Config{Stacks: stacks})
+}
+
+// onStandInWith is onStandIn with the stand-in's whole configuration.
+func onStandInWith(t *testing.T, h *liveHost, cfg cfnsignaltest.Config) *cfnsignaltest.Server {
+	t.Helper()
+	cfg.Region = "us-east-1"
+	cfn, err := cfnsignaltest.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(cfn)
+	t.Cleanup(srv.Close)
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret",
+		"AWS_SESSION_TOKEN": "", "AWS_EC2_METADATA_DISABLED": "true"} {
+		t.Setenv(k, v)
+	}
+	h.mods = append(h.mods, func(d *deps) {
+		d.discover = func(context.Context, string) (imds.Info, error) { return taggedInstance(), nil }
+		d.signaler = func(ctx context.Context, target inputs.SignalTarget) (cfnsignal.Signaler, error) {
+			return cfnsignal.New(ctx, cfnsignal.Options{Region: target.Region, Endpoint: srv.URL, Timeout: time.Minute})
+		}
+	})
+	return cfn
+}
+
+// An instance launched after the stack's CreationPolicy is over (a scale-out, a
+// replacement) has nobody to signal: that is no failure, and one request says so.
+func TestSignalNobodyAwaits(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		stacks []cfnsignaltest.Stack
+		says   string
+	}{
+		{"stack complete", []cfnsignaltest.Stack{cfnsignaltest.Complete("microtrader", "ECSAutoScalingGroup")},
+			`no signal awaited: Stack arn:aws:cloudformation:us-east-1:123456789012:stack/microtrader/00000000-0000-4000-8000-000000000001 is in CREATE_COMPLETE state and cannot be signaled`},
+		{"stack gone", nil, "no signal awaited: Stack with id microtrader does not exist"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newLiveHost(t)
+			cfn := onStandIn(t, h, tc.stacks...)
+			r := h.run(t, fastEnv, "--signal", "--log-format", "json")
+			if r.code != exitOK || !strings.Contains(r.stderr, tc.says) || !strings.Contains(r.stderr, `"level":"info"`) {
+				t.Errorf("exit %d, want %d with %q logged at info\n%s", r.code, exitOK, tc.says, r.stderr)
+			}
+			if n := len(cfn.Requests()); n != 1 {
+				t.Errorf("%d requests, want 1", n)
+			}
+		})
+	}
+	// A failed run keeps its own exit code.
+	h := newLiveHost(t)
+	onStandIn(t, h, cfnsignaltest.Complete("microtrader", "ECSAutoScalingGroup"))
+	h.agent.after = -1
+	if r := h.run(t, fastEnv, "--signal"); r.code != exitHealth || !strings.Contains(r.stderr, "no signal awaited") {
+		t.Errorf("a failed run whose FAILURE nobody awaits: exit %d, want %d\n%s", r.code, exitHealth, r.stderr)
+	}
+}
+
+// A wrong logical id and a role without the permission stay failures, saying which.
+func TestSignalRefusedSaysWhy(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  cfnsignaltest.Config
+		says string
+	}{
+		{"wrong logical id", cfnsignaltest.Config{Stacks: []cfnsignaltest.Stack{cfnsignaltest.Waiting("microtrader", "OtherGroup", 1)}},
+			`resource \"ECSAutoScalingGroup\" is not in stack \"microtrader\": a wrong logical id`},
+		{"role without the permission", cfnsignaltest.Config{Deny: []string{"*"},
+			Stacks: []cfnsignaltest.Stack{cfnsignaltest.Waiting("microtrader", "ECSAutoScalingGroup", 1)}},
+			"the instance role lacks cloudformation:SignalResource"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newLiveHost(t)
+			onStandInWith(t, h, tc.cfg)
+			r := h.run(t, fastEnv, "--signal", "--log-format", "json")
+			if r.code != exitSignal || !strings.Contains(r.stderr, tc.says) {
+				t.Errorf("exit %d, want %d saying %q\n%s", r.code, exitSignal, tc.says, r.stderr)
+			}
+		})
+	}
+}
+
+// FIRSTRUN_SIGNAL_TIMEOUT's default is the client's: one budget, documented once.
+func TestSignalTimeoutDefaultIsTheClients(t *testing.T) {
+	raw, _ := inputs.Resolve(nil, "", nil)
+	if _, target := inputs.Signal(raw); target.Timeout != cfnsignal.DefaultTimeout {
+		t.Errorf("FIRSTRUN_SIGNAL_TIMEOUT defaults to %v, the client to %v", target.Timeout, cfnsignal.DefaultTimeout)
+	}
+}
+
+// FIRSTRUN_SIGNAL_TIMEOUT is the signal's time budget.
+func TestSignalTimeoutReachesTheClient(t *testing.T) {
+	h := newLiveHost(t)
+	c := &cloud{info: taggedInstance()}
+	c.on(h)
+	if r := h.run(t, testenv.WithEnv(fastEnv, "FIRSTRUN_SIGNAL_TIMEOUT=90s", "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), "--signal"); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if len(c.targets) != 1 || c.targets[0].Timeout != 90*time.Second {
+		t.Errorf("targets %+v, want one with Timeout 90s", c.targets)
 	}
 }
 

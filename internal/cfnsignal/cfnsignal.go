@@ -7,10 +7,16 @@
 // instance id, Status SUCCESS or FAILURE). *Client sends it with the AWS SDK: request
 // signed with the environment's credentials when it has them, else the instance role's
 // (New says why no other source is read), through an HTTP proxy when one is given,
-// retried with exponential backoff and jitter on throttling, 5xx answers and
-// connection errors, and bounded in time. A Send that fails says so
-// in its error, which wraps ErrInvalid, ErrPermanent, ErrRetriesExhausted or
-// ErrTimeout; Attempts tells how many requests it made.
+// retried with full-jitter exponential backoff on throttling, 5xx answers and
+// connection errors for as long as its time budget (Options.Timeout) lasts, not a
+// count of attempts: in a boot storm, hundreds of instances share the account's
+// request rate. A Send that fails says so
+// in its error, which wraps ErrInvalid, ErrNotAwaited, ErrPermanent,
+// ErrRetriesExhausted or ErrTimeout; Attempts tells how many requests it made and
+// Message what CloudFormation answered. ErrNotAwaited is not a failure of the caller:
+// CloudFormation takes a signal only while a CreationPolicy or an UpdatePolicy with
+// WaitOnResourceSignals waits for it, and an instance launched later has nobody to
+// tell.
 //
 // SignalResource has no reason field: the API's SignalResourceInput holds only
 // LogicalResourceId, StackName, Status and UniqueId. (cfn-signal's --reason exists only
@@ -95,12 +101,19 @@ func (f Func) Send(ctx context.Context, s Signal) error { return f(ctx, s) }
 var (
 	// ErrInvalid: the Signal is incomplete; no request was made.
 	ErrInvalid = errors.New("invalid signal")
+	// ErrNotAwaited: CloudFormation refused the signal because nothing waits for it:
+	// the stack or the resource is in a state that takes no signal (CREATE_COMPLETE,
+	// UPDATE_COMPLETE, UPDATE_ROLLBACK_COMPLETE, …: no CreationPolicy nor UpdatePolicy
+	// with WaitOnResourceSignals waits, as for an instance launched by a scale-out or
+	// replacing an unhealthy one), or the stack does not exist (any more). One
+	// request, never retried; Message(err) is CloudFormation's message.
+	ErrNotAwaited = errors.New("no signal awaited")
 	// ErrPermanent: an attempt failed in a way the SDK does not retry, so retrying
 	// the same signal would fail again: CloudFormation refused it (ValidationError
-	// when the stack does not exist or the resource is not waiting for a signal,
-	// AccessDenied without cloudformation:SignalResource, InvalidClientTokenId,
-	// SignatureDoesNotMatch), or no request could be made (no credentials, a host
-	// name that does not exist).
+	// for a logical id that is not in the stack, AccessDenied without
+	// cloudformation:SignalResource, InvalidClientTokenId, SignatureDoesNotMatch), or
+	// no request could be made (no credentials, a host name that does not exist). The
+	// error says which where it can tell.
 	ErrPermanent = errors.New("permanent failure, not retried")
 	// ErrRetriesExhausted: every attempt failed with an error worth retrying
 	// (throttling, 5xx, connection errors) until Options.MaxAttempts were made.

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	sdkimds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
@@ -19,16 +22,24 @@ import (
 
 // Defaults for the zero values of Options.
 const (
-	// DefaultMaxAttempts is how many requests a Send makes at most.
-	DefaultMaxAttempts = 6
-	// DefaultMaxBackoff caps the wait between two attempts. The standard
-	// retryer waits a random time below 2^n s after attempt n while 2^n s is at
-	// most the cap, then the cap itself: at most 2+4+8+16+20 s in all over six
-	// attempts. (AWS_NEW_RETRIES_2026=true changes the formula, not the cap.)
+	// DefaultBaseBackoff is the base of the full-jitter backoff: the wait after
+	// attempt n is random in [0, min(MaxBackoff, DefaultBaseBackoff·2^n)).
+	DefaultBaseBackoff = time.Second
+	// DefaultMaxBackoff caps the wait between two attempts, as the SDK's standard
+	// retryer caps it.
 	DefaultMaxBackoff = 20 * time.Second
-	// DefaultTimeout bounds a whole Send, waits included.
-	DefaultTimeout = 2 * time.Minute
+	// DefaultTimeout bounds a whole Send, waits included: the signal's time budget.
+	// make storm (test/storm) measured it: 1000 instances signalling at once to one
+	// account throttled at 10 requests/s (burst 20), each retrying with this
+	// backoff, were all delivered in 1m46s to 1m49s over four runs, the rate
+	// allowing no less than 98 s (README, "Boot storm"); 5 minutes leaves room for
+	// twice the group or a busier account. FIRSTRUN_SIGNAL_TIMEOUT sets it.
+	DefaultTimeout = 5 * time.Minute
 )
+
+// unboundedAttempts stands for "no count": with MaxAttempts 0, a Send retries until
+// its Timeout, however many attempts that takes.
+const unboundedAttempts = math.MaxInt32
 
 // AttemptTimeout bounds the wait for one answer's headers, so that a request lost
 // in a proxy or a hung connection is retried rather than spending all of Timeout.
@@ -46,9 +57,11 @@ type Options struct {
 	// tests. Empty: AWS_ENDPOINT_URL_CLOUDFORMATION, else AWS_ENDPOINT_URL, else the
 	// region's (see New).
 	Endpoint string
-	// MaxAttempts is how many requests a Send makes at most; 0 means
-	// DefaultMaxAttempts.
+	// MaxAttempts is how many requests a Send makes at most; 0: as many as Timeout
+	// allows.
 	MaxAttempts int
+	// BaseBackoff is the full-jitter backoff's base; 0 means DefaultBaseBackoff.
+	BaseBackoff time.Duration
 	// MaxBackoff caps the wait between two attempts; 0 means DefaultMaxBackoff.
 	MaxBackoff time.Duration
 	// Timeout bounds a whole Send; 0 means DefaultTimeout.
@@ -79,14 +92,18 @@ func (o Options) withDefaults() (Options, error) {
 		name string
 		neg  bool
 	}{
-		{"MaxAttempts", o.MaxAttempts < 0}, {"MaxBackoff", o.MaxBackoff < 0}, {"Timeout", o.Timeout < 0},
+		{"MaxAttempts", o.MaxAttempts < 0}, {"BaseBackoff", o.BaseBackoff < 0}, {"MaxBackoff", o.MaxBackoff < 0},
+		{"Timeout", o.Timeout < 0},
 	} {
 		if f.neg {
 			errs = append(errs, fmt.Errorf("%s is negative", f.name))
 		}
 	}
 	if o.MaxAttempts == 0 {
-		o.MaxAttempts = DefaultMaxAttempts
+		o.MaxAttempts = unboundedAttempts
+	}
+	if o.BaseBackoff == 0 {
+		o.BaseBackoff = DefaultBaseBackoff
 	}
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = DefaultMaxBackoff
@@ -170,6 +187,11 @@ func New(ctx context.Context, o Options) (*Client, error) {
 	retryer := retry.NewStandard(func(so *retry.StandardOptions) {
 		so.MaxAttempts = o.MaxAttempts
 		so.MaxBackoff = o.MaxBackoff
+		so.Backoff = fullJitter{base: o.BaseBackoff, cap: o.MaxBackoff, rand: rand.Float64}
+		// The client-side retry quota (500 tokens, 5 a retry) would end a Send's
+		// retries after about 100 throttled attempts, whatever time is left: Timeout
+		// alone bounds them.
+		so.RateLimiter = ratelimit.None
 		// CloudFormation throttles with HTTP 400 and code Throttling, which the
 		// standard retryer retries; a bare 429 (from a proxy, say) it does not.
 		so.Retryables = append(so.Retryables, retry.RetryableHTTPStatusCode{
@@ -196,31 +218,59 @@ func (c *Client) Send(ctx context.Context, s Signal) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	attempts := 0
+	attempts, last := 0, error(nil)
 	_, err := c.signalResource(ctx, &cloudformation.SignalResourceInput{
 		StackName:         aws.String(s.StackName),
 		LogicalResourceId: aws.String(s.LogicalResourceID),
 		UniqueId:          aws.String(s.UniqueID),
 		Status:            types.ResourceSignalStatus(s.Status),
 	}, func(co *cloudformation.Options) {
-		co.APIOptions = append(co.APIOptions, countAttempts(&attempts))
+		co.APIOptions = append(co.APIOptions, countAttempts(&attempts, &last))
 	})
 	if err != nil {
-		return &sendError{signal: s, attempts: attempts, kind: classify(ctx, c.retryer, err), err: err}
+		kind, hint := classify(ctx, c.retryer, err)
+		se := &sendError{signal: s, attempts: attempts, kind: kind, hint: hint, err: err}
+		if last != nil && kind == ErrTimeout && !errors.Is(last, context.DeadlineExceeded) {
+			se.last = last // the answer before the time ran out, which err no longer says
+		}
+		return se
 	}
 	return nil
 }
 
 // countAttempts adds to *n once per attempt of the operation's retry loop, whether
-// or not the attempt gets as far as sending its request.
-func countAttempts(n *int) func(*middleware.Stack) error {
+// or not the attempt gets as far as sending its request, and keeps in *last the error
+// of the last attempt that failed.
+func countAttempts(n *int, last *error) func(*middleware.Stack) error {
 	return func(stack *middleware.Stack) error {
 		return stack.Finalize.Insert(middleware.FinalizeMiddlewareFunc("cfnsignalCountAttempts",
 			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (
 				middleware.FinalizeOutput, middleware.Metadata, error,
 			) {
 				*n++
-				return next.HandleFinalize(ctx, in)
+				out, md, err := next.HandleFinalize(ctx, in)
+				if err != nil {
+					*last = err
+				}
+				return out, md, err
 			}), "Retry", middleware.After)
 	}
+}
+
+// fullJitter is the "full jitter" backoff (AWS Architecture Blog, "Exponential
+// Backoff And Jitter"): after attempt n, wait a random time in
+// [0, min(cap, base·2^n)). Spread uniformly down to zero, the retries of many
+// instances throttled at once do not come back together.
+type fullJitter struct {
+	base, cap time.Duration
+	rand      func() float64 // in [0, 1)
+}
+
+// BackoffDelay returns the wait after attempt (1 for the first request).
+func (j fullJitter) BackoffDelay(attempt int, _ error) (time.Duration, error) {
+	ceiling := j.cap
+	if attempt < 62 && j.base < j.cap>>attempt { // base·2^n below the cap, without overflow
+		ceiling = j.base << attempt
+	}
+	return time.Duration(j.rand() * float64(ceiling)), nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func newTestClient(t *testing.T, o Options) *Client {
 }
 
 // kinds are the sentinel errors a Send error may wrap.
-var kinds = []error{ErrInvalid, ErrPermanent, ErrRetriesExhausted, ErrTimeout}
+var kinds = []error{ErrInvalid, ErrNotAwaited, ErrPermanent, ErrRetriesExhausted, ErrTimeout}
 
 // checkKind fails t unless err wraps want and no other kind (want nil: none).
 func checkKind(t *testing.T, err, want error) {
@@ -70,6 +71,12 @@ func TestSend(t *testing.T) {
 		{name: "bare 429 then success", answers: []answer{answerTooMany, answerOK}},
 		{name: "clock skew then success", answers: []answer{answerSkewed, answerOK}},
 		{name: "stack does not exist", answers: []answer{answerNoStack},
+			wantErr: ErrNotAwaited, wantCode: "ValidationError"},
+		{name: "stack complete", answers: []answer{answerComplete},
+			wantErr: ErrNotAwaited, wantCode: "ValidationError"},
+		{name: "throttled then stack complete", answers: []answer{answerThrottled, answerComplete},
+			wantErr: ErrNotAwaited, wantCode: "ValidationError"},
+		{name: "resource not in the stack", answers: []answer{answerNoResource},
 			wantErr: ErrPermanent, wantCode: "ValidationError"},
 		{name: "access denied", answers: []answer{answerAccessDenied},
 			wantErr: ErrPermanent, wantCode: "AccessDenied"},
@@ -79,8 +86,9 @@ func TestSend(t *testing.T) {
 			wantErr: ErrRetriesExhausted, wantCode: "Throttling"},
 		{name: "server errors until retries run out", maxAttempts: 4, answers: []answer{answerServerError},
 			wantErr: ErrRetriesExhausted, wantCode: "InternalFailure"},
-		{name: "default attempts", answers: []answer{answerServerError},
-			wantErr: ErrRetriesExhausted, wantCode: "InternalFailure"},
+		{name: "no count by default: ten throttled attempts then success", answers: []answer{
+			answerThrottled, answerThrottled, answerThrottled, answerThrottled, answerThrottled,
+			answerThrottled, answerThrottled, answerThrottled, answerThrottled, answerOK}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,7 +104,7 @@ func TestSend(t *testing.T) {
 
 			maxAttempts := tc.maxAttempts
 			if maxAttempts == 0 {
-				maxAttempts = DefaultMaxAttempts
+				maxAttempts = unboundedAttempts
 			}
 			wantRequests := min(len(tc.answers), maxAttempts)
 			if tc.wantErr == ErrRetriesExhausted {
@@ -109,8 +117,8 @@ func TestSend(t *testing.T) {
 			for i, r := range reqs {
 				// "; ttl=..." follows once the SDK has measured the server's clock.
 				want := fmt.Sprintf("attempt=%d; max=%d", i+1, maxAttempts)
-				if r.sdkRequest != want && !strings.HasPrefix(r.sdkRequest, want+"; ") {
-					t.Errorf("request %d: amz-sdk-request %q, want %q", i+1, r.sdkRequest, want)
+				if r.SDKRequest != want && !strings.HasPrefix(r.SDKRequest, want+"; ") {
+					t.Errorf("request %d: amz-sdk-request %q, want %q", i+1, r.SDKRequest, want)
 				}
 			}
 
@@ -144,14 +152,56 @@ func TestSend(t *testing.T) {
 	}
 }
 
-func TestSendPermanentErrorsSay(t *testing.T) {
-	isolateAWS(t)
-	fake := newFakeCFN(t, testSignal, answerNoStack)
-	c := newTestClient(t, Options{Endpoint: fake.URL})
-	err := c.Send(context.Background(), testSignal)
-	want := "Stack " + testSignal.StackName + " does not exist"
-	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "after 1 attempt (") {
-		t.Errorf("Send: %v, want an error with %q after 1 attempt", err, want)
+// Each refusal says what it means: nobody waits for the signal (a stack or resource
+// whose policy no longer waits, a stack that does not exist), or what to fix.
+func TestSendRefusalsSay(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		answer  answer
+		kind    error
+		message *regexp.Regexp // CloudFormation's, as Message returns it
+		says    string         // what the error says beyond it
+	}{
+		{"stack complete", answerComplete, ErrNotAwaited,
+			regexp.MustCompile(`^Stack arn:aws:cloudformation:eu-west-3:\d{12}:stack/ecs-cluster-stack/[-0-9a-f]+ is in CREATE_COMPLETE state and cannot be signaled$`),
+			"nobody waits for this signal"},
+		{"resource complete", answerResourceDone, ErrNotAwaited,
+			regexp.MustCompile(`^Resource ECSAutoScalingGroup is in UPDATE_COMPLETE state and cannot be signaled$`),
+			"nobody waits for this signal"},
+		{"stack does not exist", answerNoStack, ErrNotAwaited,
+			regexp.MustCompile(`^Stack with id ecs-cluster-stack does not exist$`),
+			"nobody waits for this signal"},
+		{"resource not in the stack", answerNoResource, ErrPermanent,
+			regexp.MustCompile(`^Resource ECSAutoScalingGroup does not exist for stack ecs-cluster-stack$`),
+			`resource "ECSAutoScalingGroup" is not in stack "ecs-cluster-stack": a wrong logical id`},
+		{"access denied", answerAccessDenied, ErrPermanent,
+			regexp.MustCompile(`^User: arn:aws:sts::\d{12}:assumed-role/.* is not authorized to perform: cloudformation:SignalResource`),
+			"the instance role lacks cloudformation:SignalResource"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			isolateAWS(t)
+			fake := newFakeCFN(t, testSignal, tc.answer)
+			c := newTestClient(t, Options{Endpoint: fake.URL})
+			err := c.Send(context.Background(), testSignal)
+			checkKind(t, err, tc.kind)
+			if !tc.message.MatchString(Message(err)) {
+				t.Errorf("Message = %q, want %s", Message(err), tc.message)
+			}
+			if !strings.Contains(err.Error(), tc.says) || !strings.Contains(err.Error(), "after 1 attempt (") {
+				t.Errorf("Send: %v, want an error saying %q after 1 attempt", err, tc.says)
+			}
+			if n := len(fake.Requests()); n != 1 {
+				t.Errorf("%d requests, want 1: a refusal is never retried", n)
+			}
+		})
+	}
+}
+
+func TestMessageOfOtherErrors(t *testing.T) {
+	for _, err := range []error{nil, errors.New("other"), context.Canceled} {
+		if m := Message(err); m != "" {
+			t.Errorf("Message(%v) = %q, want none", err, m)
+		}
 	}
 }
 
@@ -245,8 +295,8 @@ func TestSendThroughProxy(t *testing.T) {
 		}
 	}
 	for i, r := range fake.Requests() {
-		if want := strings.TrimPrefix(endpoint, "http://"); r.host != want {
-			t.Errorf("CloudFormation request %d: Host %q, want %q", i+1, r.host, want)
+		if want := strings.TrimPrefix(endpoint, "http://"); r.Host != want {
+			t.Errorf("CloudFormation request %d: Host %q, want %q", i+1, r.Host, want)
 		}
 	}
 }
@@ -325,8 +375,8 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.MaxAttempts != 6 || o.MaxBackoff != 20*time.Second || o.Timeout != 2*time.Minute {
-		t.Errorf("defaults %d, %v, %v; want 6, 20s, 2m", o.MaxAttempts, o.MaxBackoff, o.Timeout)
+	if o.MaxAttempts != unboundedAttempts || o.BaseBackoff != time.Second || o.MaxBackoff != 20*time.Second || o.Timeout != DefaultTimeout {
+		t.Errorf("defaults %d, %v, %v, %v; want no count, 1s, 20s, %v", o.MaxAttempts, o.BaseBackoff, o.MaxBackoff, o.Timeout, DefaultTimeout)
 	}
 }
 
@@ -360,8 +410,8 @@ func TestSendCorrectsClockSkew(t *testing.T) {
 	if len(reqs) != 2 {
 		t.Fatalf("%d requests, want 2", len(reqs))
 	}
-	first, err1 := time.Parse("20060102T150405Z", reqs[0].amzDate)
-	second, err2 := time.Parse("20060102T150405Z", reqs[1].amzDate)
+	first, err1 := time.Parse("20060102T150405Z", reqs[0].AmzDate)
+	second, err2 := time.Parse("20060102T150405Z", reqs[1].AmzDate)
 	if err1 != nil || err2 != nil {
 		t.Fatalf("X-Amz-Date: %v, %v", err1, err2)
 	}
@@ -423,5 +473,41 @@ func TestBackoffIsCapped(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The wait after attempt n is uniform in [0, min(cap, base·2^n)): the ceiling doubles
+// from 2·base, stops at the cap, never overflows, and the wait goes down to zero.
+func TestFullJitter(t *testing.T) {
+	for _, tc := range []struct {
+		attempt int
+		r       float64
+		want    time.Duration
+	}{
+		{1, 0.5, time.Second}, {2, 0.5, 2 * time.Second}, {4, 0.5, 8 * time.Second},
+		{5, 0.5, 10 * time.Second}, {6, 0.5, 10 * time.Second}, {100, 0.5, 10 * time.Second},
+		{3, 0, 0}, {4, 0.999, 15984 * time.Millisecond}, {30, 0.999, 19980 * time.Millisecond},
+	} {
+		j := fullJitter{base: time.Second, cap: 20 * time.Second, rand: func() float64 { return tc.r }}
+		if got, err := j.BackoffDelay(tc.attempt, nil); err != nil || got != tc.want {
+			t.Errorf("attempt %d, random %v: %v, %v; want %v", tc.attempt, tc.r, got, err, tc.want)
+		}
+	}
+}
+
+// With no count of attempts, the time budget ends the retries, and the error says
+// what the last answer was.
+func TestSendRetriesUntilTheBudget(t *testing.T) {
+	isolateAWS(t)
+	fake := newFakeCFN(t, testSignal, answerThrottled)
+	c := newTestClient(t, Options{Endpoint: fake.URL, BaseBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		Timeout: 300 * time.Millisecond})
+	err := c.Send(context.Background(), testSignal)
+	checkKind(t, err, ErrTimeout)
+	if n := len(fake.Requests()); n < 2 || Attempts(err) != n {
+		t.Errorf("%d requests, Attempts %d: want several, the same", n, Attempts(err))
+	}
+	if !strings.Contains(err.Error(), "Throttling") {
+		t.Errorf("error %q does not say the last answer", err)
 	}
 }

@@ -138,9 +138,9 @@ func TestSendCredentials(t *testing.T) {
 				}
 			}
 			for i, r := range fake.Requests() {
-				if r.accessKeyID != tc.want.AccessKeyID || r.securityToken != tc.want.SessionToken {
+				if r.AccessKeyID != tc.want.AccessKeyID || r.SecurityToken != tc.want.SessionToken {
 					t.Errorf("request %d signed by %q with token %q, want %q and %q",
-						i+1, r.accessKeyID, r.securityToken, tc.want.AccessKeyID, tc.want.SessionToken)
+						i+1, r.AccessKeyID, r.SecurityToken, tc.want.AccessKeyID, tc.want.SessionToken)
 				}
 			}
 			wantIMDS := roleRequests // once for both Sends: the credentials are cached

@@ -4,17 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/smithy-go"
 )
 
 // sendError is a signal that was not delivered.
 type sendError struct {
 	signal   Signal
-	attempts int   // requests attempted; 0 when the signal was invalid
-	kind     error // ErrPermanent, ErrRetriesExhausted or ErrTimeout; nil when none fits
-	err      error // the SDK's error
+	attempts int    // requests attempted; 0 when the signal was invalid
+	kind     error  // ErrNotAwaited, ErrPermanent, ErrRetriesExhausted or ErrTimeout; nil when none fits
+	hint     string // what kind means here, such as which permission is missing
+	err      error  // the SDK's error
+	last     error  // with ErrTimeout: the last attempt's error, when err does not say it
 }
 
 func (e *sendError) Error() string {
@@ -24,6 +28,13 @@ func (e *sendError) Error() string {
 	how := ""
 	if e.kind != nil {
 		how = " (" + e.kind.Error() + ")"
+	}
+	if e.hint != "" {
+		how = " (" + e.kind.Error() + ": " + e.hint + ")"
+	}
+	if e.last != nil {
+		return fmt.Sprintf("CloudFormation signal %s not sent: failed after %s%s: %v; the last answer: %v",
+			e.signal, plural(e.attempts, "attempt"), how, e.err, e.last)
 	}
 	return fmt.Sprintf("CloudFormation signal %s not sent: failed after %s%s: %v",
 		e.signal, plural(e.attempts, "attempt"), how, e.err)
@@ -47,9 +58,37 @@ func Attempts(err error) int {
 	return 0
 }
 
-// classify says why a SignalResource call failed with err. ctx is the context the
-// call ran under; retryer is the one it used.
-func classify(ctx context.Context, retryer aws.Retryer, err error) error {
+// The ValidationError messages that say nobody waits for a signal, as CloudFormation
+// words them (see package cfnsignaltest for the sources): a stack or a resource in a
+// state that takes no signal, and a stack that does not exist; and the one that says
+// the logical id is not in the stack.
+var (
+	notAwaitedState = regexp.MustCompile(`^(?:Stack|Resource) \S+ is in [A-Z_]+ state and cannot be signaled`)
+	noStack         = regexp.MustCompile(`^Stack (?:with id )?\S+ does not exist`)
+	noResource      = regexp.MustCompile(`^Resource (\S+) does not exist for stack (\S+)`)
+)
+
+// classify says why a SignalResource call failed with err, and what that means for
+// this signal. ctx is the context the call ran under; retryer is the one it used.
+func classify(ctx context.Context, retryer aws.Retryer, err error) (kind error, hint string) {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		msg := apiErr.ErrorMessage()
+		switch code := apiErr.ErrorCode(); {
+		case code == "ValidationError" && (notAwaitedState.MatchString(msg) || noStack.MatchString(msg)):
+			return ErrNotAwaited, "nobody waits for this signal"
+		case code == "ValidationError" && noResource.MatchString(msg):
+			m := noResource.FindStringSubmatch(msg)
+			return ErrPermanent, fmt.Sprintf("resource %q is not in stack %q: a wrong logical id", m[1], m[2])
+		case code == "AccessDenied" || code == "AccessDeniedException":
+			return ErrPermanent, "the instance role lacks cloudformation:SignalResource"
+		}
+	}
+	return classifyRetry(ctx, retryer, err), ""
+}
+
+// classifyRetry says how the retries of a call that failed with err ended.
+func classifyRetry(ctx context.Context, retryer aws.Retryer, err error) error {
 	var maxErr *retry.MaxAttemptsError
 	switch {
 	case errors.As(err, &maxErr):
@@ -70,4 +109,15 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// Message returns what CloudFormation answered to the Send that returned err, such
+// as "Stack arn:… is in CREATE_COMPLETE state and cannot be signaled"; "" when it did
+// not answer with an error.
+func Message(err error) string {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorMessage()
+	}
+	return ""
 }

@@ -1,11 +1,7 @@
 package cfnsignal
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -13,14 +9,13 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/firstrun/firstrun/internal/cfnsignal/cfnsignaltest"
 )
 
 // The static credentials every test signs with.
@@ -71,7 +66,7 @@ func isolateAWS(t *testing.T) {
 type answer int
 
 const (
-	answerOK           answer = iota // 200 SignalResourceResponse
+	answerOK           answer = iota // 200: the stack's CreationPolicy waits
 	answerThrottled                  // 400 Throttling, as CloudFormation throttles
 	answerTooMany                    // a bare 429, as a proxy might
 	answerServerError                // 500 InternalFailure
@@ -79,43 +74,43 @@ const (
 	answerAccessDenied               // 403 AccessDenied
 	answerSkewed                     // 403 SignatureDoesNotMatch, the server's clock an hour ahead
 	answerHang                       // no answer until the client goes away
+	answerComplete                   // 400 ValidationError: the stack is in CREATE_COMPLETE state
+	answerNoResource                 // 400 ValidationError: no such resource in the stack
+	answerResourceDone               // 400 ValidationError: the stack updates, the resource is in UPDATE_COMPLETE state
 )
 
 // serverSkew is how far ahead of the test's clock answerSkewed says the server's is.
-const serverSkew = time.Hour
+const serverSkew = cfnsignaltest.ClockSkew
 
-// received is what the fake saw of one request.
-type received struct {
-	host          string // the Host header
-	sdkRequest    string // amz-sdk-request: "attempt=N; max=M"
-	amzDate       string // X-Amz-Date, the signing time
-	accessKeyID   string // the Authorization's Credential=, "" when not SigV4
-	securityToken string // X-Amz-Security-Token, the session token
+// faults are the answers the stand-in gives from its Script; the others come from
+// the state of its stacks.
+var faults = map[answer]cfnsignaltest.Fault{
+	answerThrottled: cfnsignaltest.FaultThrottle, answerTooMany: cfnsignaltest.FaultTooMany,
+	answerServerError: cfnsignaltest.FaultServerError, answerSkewed: cfnsignaltest.FaultSkew, answerHang: cfnsignaltest.FaultHang,
 }
 
 // testCreds are the credentials the fake expects unless told otherwise.
 var testCreds = aws.Credentials{AccessKeyID: testAKID, SecretAccessKey: testSecret}
 
-// fakeCFN is CloudFormation's Query API for SignalResource on loopback. It checks
-// every request against want (form fields, SigV4 signature recomputed with the SDK's
-// signer over what it received, with testCreds unless Expect says other credentials)
-// and answers the nth request with answers[n-1], the
-// last one repeating.
+// fakeCFN is CloudFormation on loopback: the stand-in of package cfnsignaltest
+// (stacks with their states, SigV4 signatures checked against testCreds unless Expect
+// says other credentials, the region testRegion) behind an httptest server, checking
+// that every request carries want's fields.
 type fakeCFN struct {
 	*httptest.Server
-	t       *testing.T
-	want    Signal
-	answers []answer
-
-	mu       sync.Mutex
-	creds    aws.Credentials // what requests must be signed with
-	requests []received
+	cfn *cfnsignaltest.Server
 }
 
+// newFakeCFN answers the nth request with answers[n-1], the last one repeating: every
+// answer but the last must be a transient fault (throttling, 5xx, 429, skew, hang),
+// from the stand-in's Script; the last one, when it is not a fault, is the state of the
+// stack that answers every request after the script: its CreationPolicy waits
+// (answerOK), it is complete, it does not exist, the resource is not in it, or the
+// instance's role is denied.
 func newFakeCFN(t *testing.T, want Signal, answers ...answer) *fakeCFN {
 	t.Helper()
-	f := &fakeCFN{t: t, want: want, answers: answers, creds: testCreds}
-	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
+	f := &fakeCFN{cfn: newStandIn(t, want, answers)}
+	f.Server = httptest.NewServer(f.cfn)
 	t.Cleanup(f.Close)
 	return f
 }
@@ -124,181 +119,83 @@ func newFakeCFN(t *testing.T, want Signal, answers ...answer) *fakeCFN {
 // does not log the handshakes of clients that refuse it.
 func newFakeCFNTLS(t *testing.T, want Signal, answers ...answer) *fakeCFN {
 	t.Helper()
-	f := &fakeCFN{t: t, want: want, answers: answers, creds: testCreds}
-	f.Server = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
+	f := &fakeCFN{cfn: newStandIn(t, want, answers)}
+	f.Server = httptest.NewUnstartedServer(f.cfn)
 	f.Config.ErrorLog = log.New(io.Discard, "", 0)
 	f.StartTLS()
 	t.Cleanup(f.Close)
 	return f
 }
 
-// Expect makes the fake require creds' signature (and session token) from now on.
-func (f *fakeCFN) Expect(creds aws.Credentials) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.creds = creds
+// scriptLength is how many times a last answer that is a fault repeats: more than
+// any test makes requests.
+const scriptLength = 64
+
+// newStandIn returns the stand-in that answers as answers say.
+func newStandIn(t *testing.T, want Signal, answers []answer) *cfnsignaltest.Server {
+	t.Helper()
+	if len(answers) == 0 {
+		t.Fatal("newFakeCFN: no answer given")
+	}
+	cfg := cfnsignaltest.Config{Region: testRegion, Credentials: []aws.Credentials{testCreds},
+		// Count above any number of requests a test makes: the policy keeps waiting.
+		Stacks: []cfnsignaltest.Stack{cfnsignaltest.Waiting(want.StackName, want.LogicalResourceID, scriptLength)}}
+	last := answers[len(answers)-1]
+	for i, a := range answers {
+		f, isFault := faults[a]
+		switch {
+		case isFault && i == len(answers)-1:
+			for range scriptLength - i {
+				cfg.Script = append(cfg.Script, f)
+			}
+		case isFault:
+			cfg.Script = append(cfg.Script, f)
+		case i < len(answers)-1:
+			t.Fatalf("newFakeCFN: answer %d of %d is not a fault: only the last may be the state's", i+1, len(answers))
+		}
+	}
+	switch last {
+	case answerNoStack:
+		cfg.Stacks = nil
+	case answerAccessDenied:
+		cfg.Deny = []string{want.UniqueID}
+	case answerComplete:
+		cfg.Stacks = []cfnsignaltest.Stack{cfnsignaltest.Complete(want.StackName, want.LogicalResourceID)}
+	case answerResourceDone:
+		cfg.Stacks = []cfnsignaltest.Stack{{Name: want.StackName, Status: cfnsignaltest.UpdateInProgress, Resources: []cfnsignaltest.Resource{
+			{LogicalID: want.LogicalResourceID, Status: cfnsignaltest.UpdateComplete},
+			{LogicalID: "Service", Status: cfnsignaltest.UpdateInProgress},
+		}}}
+	case answerNoResource:
+		cfg.Stacks = []cfnsignaltest.Stack{cfnsignaltest.Waiting(want.StackName, "SomeOtherResource", 1)}
+	}
+	s, err := cfnsignaltest.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.OnRequest = func(r cfnsignaltest.Request) {
+		for _, f := range []struct{ name, got, want string }{
+			{"Action", r.Action, "SignalResource"}, {"StackName", r.StackName, want.StackName},
+			{"LogicalResourceId", r.LogicalResourceID, want.LogicalResourceID},
+			{"UniqueId", r.UniqueID, want.UniqueID}, {"Status", r.Status, string(want.Status)},
+		} {
+			if f.got != f.want {
+				t.Errorf("fake CloudFormation: %s=%q, want %q", f.name, f.got, f.want)
+			}
+		}
+		if r.Answer == "SignatureDoesNotMatch" && !strings.HasPrefix(r.Message, "Signature expired") ||
+			r.Answer == "InvalidClientTokenId" || r.Answer == "IncompleteSignature" || r.Answer == "MissingAuthenticationToken" {
+			t.Errorf("fake CloudFormation refused the signature: %s: %s", r.Answer, r.Message)
+		}
+	}
+	return s
 }
+
+// Expect makes the fake require creds' signature (and session token) from now on.
+func (f *fakeCFN) Expect(creds aws.Credentials) { f.cfn.SetCredentials(creds) }
 
 // Requests returns what the fake has received so far.
-func (f *fakeCFN) Requests() []received {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]received(nil), f.requests...)
-}
-
-func (f *fakeCFN) serve(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		f.t.Errorf("fake CloudFormation: reading the body: %v", err)
-	}
-	akid := ""
-	if m := authHeader.FindStringSubmatch(r.Header.Get("Authorization")); m != nil {
-		akid = m[1]
-	}
-	f.mu.Lock()
-	f.requests = append(f.requests, received{host: r.Host, sdkRequest: r.Header.Get("Amz-Sdk-Request"),
-		amzDate: r.Header.Get("X-Amz-Date"), accessKeyID: akid, securityToken: r.Header.Get("X-Amz-Security-Token")})
-	n := len(f.requests)
-	creds := f.creds
-	f.mu.Unlock()
-	for _, p := range f.check(r, body, creds) {
-		f.t.Errorf("fake CloudFormation, request %d: %s", n, p)
-	}
-
-	a := f.answers[min(n, len(f.answers))-1]
-	requestID := fmt.Sprintf("00000000-0000-4000-8000-%012d", n)
-	w.Header().Set("X-Amzn-Requestid", requestID)
-	w.Header().Set("Content-Type", "text/xml")
-	switch a {
-	case answerOK:
-		fmt.Fprintf(w, `<SignalResourceResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/">
-  <ResponseMetadata>
-    <RequestId>%s</RequestId>
-  </ResponseMetadata>
-</SignalResourceResponse>
-`, requestID)
-	case answerThrottled:
-		writeError(w, http.StatusBadRequest, "Throttling", "Rate exceeded", requestID)
-	case answerTooMany:
-		w.Header().Set("Content-Type", "text/plain")
-		w.WriteHeader(http.StatusTooManyRequests)
-		fmt.Fprintln(w, "Too Many Requests")
-	case answerServerError:
-		writeError(w, http.StatusInternalServerError, "InternalFailure", "We encountered an internal error. Please try again.", requestID)
-	case answerNoStack:
-		writeError(w, http.StatusBadRequest, "ValidationError", "Stack "+f.want.StackName+" does not exist", requestID)
-	case answerAccessDenied:
-		writeError(w, http.StatusForbidden, "AccessDenied",
-			"User: arn:aws:sts::123456789012:assumed-role/ecs-instance/"+f.want.UniqueID+
-				" is not authorized to perform: cloudformation:SignalResource", requestID)
-	case answerSkewed:
-		w.Header().Set("Date", time.Now().Add(serverSkew).UTC().Format(http.TimeFormat))
-		writeError(w, http.StatusForbidden, "SignatureDoesNotMatch",
-			"Signature expired: "+r.Header.Get("X-Amz-Date")+" is now earlier than ... (15 min)", requestID)
-	case answerHang:
-		<-r.Context().Done()
-	}
-}
-
-// writeError answers as the Query API does when it refuses a request.
-func writeError(w http.ResponseWriter, status int, code, message, requestID string) {
-	w.WriteHeader(status)
-	fmt.Fprintf(w, `<ErrorResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/">
-  <Error>
-    <Type>Sender</Type>
-    <Code>%s</Code>
-    <Message>%s</Message>
-  </Error>
-  <RequestId>%s</RequestId>
-</ErrorResponse>
-`, code, message, requestID)
-}
-
-// authHeader is the structure of a SigV4 Authorization header.
-var authHeader = regexp.MustCompile(`^AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, SignedHeaders=([a-z0-9;-]+), Signature=([0-9a-f]{64})$`)
-
-// check returns what is wrong with a SignalResource request that creds should sign.
-func (f *fakeCFN) check(r *http.Request, body []byte, creds aws.Credentials) []string {
-	var problems []string
-	if r.Method != http.MethodPost || r.URL.Path != "/" {
-		problems = append(problems, fmt.Sprintf("%s %s, want POST /", r.Method, r.URL.Path))
-	}
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
-		problems = append(problems, fmt.Sprintf("Content-Type %q, want a form", ct))
-	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		problems = append(problems, fmt.Sprintf("body %q: %v", body, err))
-	}
-	for k, want := range map[string]string{
-		"Action": "SignalResource", "Version": "2010-05-15", "StackName": f.want.StackName,
-		"LogicalResourceId": f.want.LogicalResourceID, "UniqueId": f.want.UniqueID, "Status": string(f.want.Status),
-	} {
-		if got := form[k]; len(got) != 1 || got[0] != want {
-			problems = append(problems, fmt.Sprintf("form %s=%q, want %q", k, got, want))
-		}
-	}
-	if len(form) != 6 {
-		problems = append(problems, fmt.Sprintf("form has %d fields, want 6: %q", len(form), body))
-	}
-
-	date := r.Header.Get("X-Amz-Date")
-	signedAt, err := time.Parse("20060102T150405Z", date)
-	if err != nil {
-		return append(problems, fmt.Sprintf("X-Amz-Date %q: %v", date, err))
-	}
-	auth := r.Header.Get("Authorization")
-	m := authHeader.FindStringSubmatch(auth)
-	if m == nil {
-		return append(problems, fmt.Sprintf("Authorization %q is not SigV4", auth))
-	}
-	if m[1] != creds.AccessKeyID || m[2] != date[:8] || m[3] != testRegion || m[4] != "cloudformation" {
-		problems = append(problems, fmt.Sprintf("credential scope %s/%s/%s/%s, want %s/%s/%s/cloudformation",
-			m[1], m[2], m[3], m[4], creds.AccessKeyID, date[:8], testRegion))
-	}
-	signed := strings.Split(m[5], ";")
-	if !contains(signed, "host") || !contains(signed, "x-amz-date") {
-		problems = append(problems, fmt.Sprintf("SignedHeaders %s lack host or x-amz-date", m[5]))
-	}
-	if got := r.Header.Get("X-Amz-Security-Token"); got != creds.SessionToken {
-		problems = append(problems, fmt.Sprintf("X-Amz-Security-Token %q, want %q", got, creds.SessionToken))
-	} else if got != "" && !contains(signed, "x-amz-security-token") {
-		problems = append(problems, fmt.Sprintf("SignedHeaders %s lack x-amz-security-token", m[5]))
-	}
-	if again := resign(r, body, signed, signedAt, creds); again != auth {
-		problems = append(problems, fmt.Sprintf("signature does not verify:\n got  %s\n want %s", auth, again))
-	}
-	return problems
-}
-
-// resign signs a copy of the received request, made of its signed headers and its
-// body, with the SDK's signer and creds, and returns its Authorization.
-func resign(r *http.Request, body []byte, signed []string, at time.Time, creds aws.Credentials) string {
-	req, err := http.NewRequest(r.Method, "http://"+r.Host+r.URL.RequestURI(), bytes.NewReader(body))
-	if err != nil {
-		return err.Error()
-	}
-	for _, h := range signed {
-		if h != "host" && h != "content-length" {
-			req.Header[http.CanonicalHeaderKey(h)] = r.Header.Values(h)
-		}
-	}
-	sum := sha256.Sum256(body)
-	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]),
-		"cloudformation", testRegion, at); err != nil {
-		return err.Error()
-	}
-	return req.Header.Get("Authorization")
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
+func (f *fakeCFN) Requests() []cfnsignaltest.Request { return f.cfn.Requests() }
 
 // forwardProxy is an HTTP forward proxy that records the requests it gets and
 // forwards all of them to target, whatever host they name.

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/firstrun/firstrun/internal/inputs"
 )
@@ -469,7 +470,7 @@ func TestInputsKeepsWhatFirstrunAndTheSDKRead(t *testing.T) {
 // withDefaults adds to sources every input that has a default and is not in it, as
 // coming from the default.
 func withDefaults(sources map[string]inputs.Source) {
-	for _, k := range []string{"FIRSTRUN_LOG_AGENT", "FIRSTRUN_HEALTH_TIMEOUT", "FIRSTRUN_SERVICE_TIMEOUT",
+	for _, k := range []string{"FIRSTRUN_LOG_AGENT", "FIRSTRUN_HEALTH_TIMEOUT", "FIRSTRUN_SERVICE_TIMEOUT", "FIRSTRUN_SIGNAL_TIMEOUT",
 		"FIRSTRUN_AGENT_URL", "FIRSTRUN_SIGNAL", "FIRSTRUN_IMDS", "FIRSTRUN_CLUSTER_TAG"} {
 		if _, ok := sources[k]; !ok {
 			sources[k] = inputs.FromDefault
@@ -503,7 +504,7 @@ func TestSignalTargetIsReadEvenWhenOtherInputsAreInvalid(t *testing.T) {
 		t.Fatal("an invalid ECS_CLUSTER was accepted")
 	}
 	on, target := inputs.Signal(raw)
-	want := inputs.SignalTarget{StackName: "prod", LogicalID: "ECSAutoScalingGroup", Region: "eu-west-1"}
+	want := inputs.SignalTarget{StackName: "prod", LogicalID: "ECSAutoScalingGroup", Region: "eu-west-1", Timeout: 5 * time.Minute}
 	if target.Proxy == nil || target.Proxy.String() != "http://proxy.internal:3128" {
 		t.Errorf("proxy %v, want http://proxy.internal:3128", target.Proxy)
 	}
@@ -523,5 +524,32 @@ func TestDiscoveredRegionNeverContradictsAWSDefaultRegion(t *testing.T) {
 	raw.Discovered(map[string]string{"AWS_REGION": "eu-west-1"})
 	if raw.Values["AWS_REGION"] != "eu-west-1" || raw.Sources["AWS_REGION"] != inputs.FromIMDS {
 		t.Errorf("with no region given, AWS_REGION = %q from %q, want eu-west-1 from the instance metadata", raw.Values["AWS_REGION"], raw.Sources["AWS_REGION"])
+	}
+}
+
+// The signal's time budget: FIRSTRUN_SIGNAL_TIMEOUT, read leniently for the signal (an
+// invalid one leaves the client's default, 0 here) and reported by Validate.
+func TestSignalTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  time.Duration
+		valid bool
+	}{
+		{"", 5 * time.Minute, true}, {"90s", 90 * time.Second, true}, {"12h", 12 * time.Hour, true},
+		{"0", 0, false}, {"-1m", 0, false}, {"13h", 0, false}, {"soon", 0, false},
+	} {
+		env := []string{"ECS_CLUSTER=c", "FIRSTRUN_LOG_AGENT=none", "FIRSTRUN_SIGNAL=true", "STACK_NAME=prod",
+			"LOGICAL_RESOURCE_ID=ECSAutoScalingGroup", "AWS_REGION=eu-west-1"}
+		if tc.value != "" {
+			env = append(env, "FIRSTRUN_SIGNAL_TIMEOUT="+tc.value)
+		}
+		raw, _ := inputs.Resolve(env, "", nil)
+		if _, target := inputs.Signal(raw); target.Timeout != tc.want {
+			t.Errorf("FIRSTRUN_SIGNAL_TIMEOUT=%q: Timeout %v, want %v", tc.value, target.Timeout, tc.want)
+		}
+		_, err := inputs.Validate(raw, inputs.Probe{})
+		if (err == nil) != tc.valid || (err != nil && !strings.Contains(err.Error(), "FIRSTRUN_SIGNAL_TIMEOUT")) {
+			t.Errorf("FIRSTRUN_SIGNAL_TIMEOUT=%q: Validate: %v, want valid %v", tc.value, err, tc.valid)
+		}
 	}
 }

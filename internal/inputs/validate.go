@@ -335,6 +335,9 @@ type SignalTarget struct {
 	StackName, LogicalID, Region string
 	// Proxy is PROXY_URL when it is valid: the signal goes through it.
 	Proxy *url.URL
+	// Timeout is FIRSTRUN_SIGNAL_TIMEOUT, the signal's time budget; 0 when it is
+	// invalid (Validate reports it): the client's default then.
+	Timeout time.Duration
 }
 
 // Signal reads the inputs the CloudFormation signal needs, each checked on its own and
@@ -359,7 +362,7 @@ func (v *validator) signal(spec Spec) (bool, SignalTarget) {
 		}
 		on = b
 	}
-	t := SignalTarget{LogicalID: v.logicalID(spec.LogicalID)}
+	t := SignalTarget{LogicalID: v.logicalID(spec.LogicalID), Timeout: v.timeout("FIRSTRUN_SIGNAL_TIMEOUT", spec.SignalTimeout)}
 	if v.ok("STACK_NAME") && stackName.MatchString(spec.StackName) {
 		t.StackName = spec.StackName
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/firstrun/firstrun/internal/cfnsignal/cfnsignaltest"
 	"github.com/firstrun/firstrun/test/e2e/sandbox"
 	"github.com/firstrun/firstrun/test/imdsmock"
 )
@@ -77,9 +79,18 @@ func onInstance(ctx context.Context, binDir, traceFile string) (fr fullRun, err 
 	if err := s.WriteFile(ctx, "/etc/imds-mock.json", cfg, 0o644); err != nil {
 		return fr, err
 	}
+	// The stack whose CreationPolicy waits for this instance's signal.
+	cfnCfg, err := json.Marshal(cfnsignaltest.Config{Region: "eu-west-1",
+		Stacks: []cfnsignaltest.Stack{cfnsignaltest.Waiting("bench-stack", "ECSAutoScalingGroup", 1)}})
+	if err != nil {
+		return fr, err
+	}
+	if err := s.WriteFile(ctx, "/etc/fakecfn.json", cfnCfg, 0o644); err != nil {
+		return fr, err
+	}
 	setup := []string{
 		fmt.Sprintf("systemd-run -q --unit=imds-mock --setenv=HOME=/root %s/ec2-metadata-mock -c /etc/imds-mock.json", sandbox.BinMount),
-		fmt.Sprintf("systemd-run -q --unit=fakecfn %s/fakecfn -listen %s -log /var/log/fakecfn.jsonl", sandbox.BinMount, cfnAddr),
+		fmt.Sprintf("systemd-run -q --unit=fakecfn %s/fakecfn -listen %s -log /var/log/fakecfn.jsonl -config /etc/fakecfn.json", sandbox.BinMount, cfnAddr),
 		// Ready when both listen: a bare TCP connect, which neither counts as a request.
 		fmt.Sprintf(`for i in $(seq 100); do (: </dev/tcp/127.0.0.1/%d) 2>/dev/null && (: </dev/tcp/%s) 2>/dev/null && exit 0; sleep 0.1; done; exit 1`,
 			mockPort, strings.Replace(cfnAddr, ":", "/", 1)),
@@ -117,7 +128,7 @@ func onInstance(ctx context.Context, binDir, traceFile string) (fr fullRun, err 
 		return fr, fmt.Errorf("full run on the instance: exit %d\n%s", fr.Sample.Exit, out.String())
 	}
 	signals, err := s.Run(ctx, "cat", "/var/log/fakecfn.jsonl")
-	if err != nil || !strings.Contains(string(signals), `"status":"SUCCESS"`) {
+	if err != nil || !strings.Contains(string(signals), `"status":"SUCCESS","sigv4":true,"answer":"OK"`) {
 		return fr, fmt.Errorf("full run on the instance: CloudFormation got no SUCCESS (%v): %s", err, signals)
 	}
 	if trace {

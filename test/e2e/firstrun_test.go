@@ -6,11 +6,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/firstrun/firstrun/internal/cfnsignal/cfnsignaltest"
 	"github.com/firstrun/firstrun/internal/testenv"
 
 	"github.com/firstrun/firstrun/test/e2e/sandbox"
@@ -354,11 +356,11 @@ func TestStartedFromCloudFinalDoesNotDeadlock(t *testing.T) {
 	}
 }
 
-// TestOnAWS: on an instance whose metadata says everything (AWS's IMDS mock in the
-// sandbox, with the tags CloudFormation and Auto Scaling put on an instance), firstrun
-// given only the IMDS endpoint discovers its inputs, joins, and signals SUCCESS.
-func TestOnAWS(t *testing.T) {
-	b := boot(t)
+// startAWS starts, in the instance, AWS's IMDS mock with the metadata of an instance
+// that CloudFormation launched in an Auto Scaling group, and the CloudFormation stand-in
+// (fakecfn) holding stack.
+func startAWS(t *testing.T, b *box, stack cfnsignaltest.Stack) {
+	t.Helper()
 	mock := imdsmock.Config{Region: "eu-west-1", InstanceID: "i-0e2e0000000000001", Port: 1338, Hostname: "127.0.0.1", Tags: map[string]string{
 		"aws:cloudformation:stack-name": "e2e-stack",
 		"aws:cloudformation:logical-id": "ECSAutoScalingGroup",
@@ -372,13 +374,25 @@ func TestOnAWS(t *testing.T) {
 	if err := b.s.WriteFile(b.ctx(10*time.Second), "/etc/imds-mock.json", cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	cfnCfg, err := json.Marshal(cfnsignaltest.Config{Region: "eu-west-1", Stacks: []cfnsignaltest.Stack{stack}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.s.WriteFile(b.ctx(10*time.Second), "/etc/fakecfn.json", cfnCfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	b.sh("systemd-run", "--unit=imds-mock", "--setenv=HOME=/root", sandbox.BinMount+"/ec2-metadata-mock", "-c", "/etc/imds-mock.json")
-	b.sh("systemd-run", "--unit=fakecfn", sandbox.BinMount+"/fakecfn", "-listen", "127.0.0.1:8081", "-log", "/var/log/fakecfn.jsonl")
+	b.sh("systemd-run", "--unit=fakecfn", sandbox.BinMount+"/fakecfn", "-listen", "127.0.0.1:8081", "-log", "/var/log/fakecfn.jsonl", "-config", "/etc/fakecfn.json")
 	// Ready when both listen (a bare TCP connect, so that fakecfn records no request).
 	b.sh("bash", "-c", `for i in $(seq 100); do
 		(: </dev/tcp/127.0.0.1/1338) 2>/dev/null && (: </dev/tcp/127.0.0.1/8081) 2>/dev/null && exit 0; sleep 0.1; done; exit 1`)
+}
 
-	out, errOut, code, err := b.s.Exec(b.ctx(3*time.Minute), nil, "env",
+// runOnAWS runs firstrun --signal given only the IMDS endpoint and CloudFormation's
+// (the stand-in's), and returns its log and exit code.
+func runOnAWS(t *testing.T, b *box) (string, int) {
+	t.Helper()
+	_, errOut, code, err := b.s.Exec(b.ctx(3*time.Minute), nil, "env",
 		"AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:1338",
 		"AWS_ENDPOINT_URL_CLOUDFORMATION=http://127.0.0.1:8081", // the fake, standing in for the regional endpoint
 		"FIRSTRUN_HEALTH_TIMEOUT=60s",
@@ -386,10 +400,20 @@ func TestOnAWS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return string(errOut), code
+}
+
+// TestOnAWS: on an instance whose metadata says everything (AWS's IMDS mock in the
+// sandbox, with the tags CloudFormation and Auto Scaling put on an instance), firstrun
+// given only the IMDS endpoint discovers its inputs, joins, and signals SUCCESS to the
+// stack whose CreationPolicy waits for it.
+func TestOnAWS(t *testing.T) {
+	b := boot(t)
+	startAWS(t, b, cfnsignaltest.Waiting("e2e-stack", "ECSAutoScalingGroup", 1))
+	logs, code := runOnAWS(t, b)
 	if code != 0 {
-		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+		t.Fatalf("exit %d\n%s", code, logs)
 	}
-	logs := string(errOut)
 	for _, want := range []string{
 		`"name":"ECS_CLUSTER","value":"tagged-cluster","source":"instance metadata"`,
 		`"name":"STACK_NAME","value":"e2e-stack","source":"instance metadata"`,
@@ -405,7 +429,7 @@ func TestOnAWS(t *testing.T) {
 		t.Errorf("the agent joined %q, want tagged-cluster", got)
 	}
 	signals := b.sh("cat", "/var/log/fakecfn.jsonl")
-	want := `{"action":"SignalResource","stack_name":"e2e-stack","logical_resource_id":"ECSAutoScalingGroup","unique_id":"i-0e2e0000000000001","status":"SUCCESS","sigv4":true}`
+	want := `{"action":"SignalResource","stack_name":"e2e-stack","logical_resource_id":"ECSAutoScalingGroup","unique_id":"i-0e2e0000000000001","status":"SUCCESS","sigv4":true,"answer":"OK"}`
 	if signals != want {
 		t.Errorf("CloudFormation got:\n%s\nwant one request:\n%s", signals, want)
 	}
@@ -414,7 +438,28 @@ func TestOnAWS(t *testing.T) {
 	if puts := b.sh("sh", "-c", "journalctl -u imds-mock --no-pager -o cat | grep -c 'GenerateToken Received request' || true"); puts != "1" {
 		t.Errorf("the run asked IMDS for %s session tokens, want 1", puts)
 	}
-	if json := b.sh("cat", "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json"); !strings.Contains(json, `"/e2e-stack/ec2/e2e-stack-ECSAutoScalingGroup-1A2B/var/log/ecs/ecs-agent"`) {
-		t.Errorf("log groups not from the discovered stack and group:\n%s", json)
+	if cw := b.sh("cat", "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json"); !strings.Contains(cw, `"/e2e-stack/ec2/e2e-stack-ECSAutoScalingGroup-1A2B/var/log/ecs/ecs-agent"`) {
+		t.Errorf("log groups not from the discovered stack and group:\n%s", cw)
+	}
+}
+
+// TestScaleOutNobodyAwaitsTheSignal: an instance launched after the stack's creation
+// (a scale-out, a replacement) joins its cluster and signals; CloudFormation refuses
+// the signal, the stack being in CREATE_COMPLETE state, and firstrun, with README's
+// user data (--signal), exits 0 after that one request, saying nobody awaited it.
+func TestScaleOutNobodyAwaitsTheSignal(t *testing.T) {
+	b := boot(t)
+	startAWS(t, b, cfnsignaltest.Complete("e2e-stack", "ECSAutoScalingGroup"))
+	logs, code := runOnAWS(t, b)
+	if code != 0 || !strings.Contains(logs, `"level":"info"`) || !strings.Contains(logs, `"msg":"no signal awaited: Stack arn:aws:cloudformation:eu-west-1:123456789012:stack/e2e-stack/`) ||
+		!strings.Contains(logs, `is in CREATE_COMPLETE state and cannot be signaled"`) {
+		t.Errorf("exit %d, want 0 with \"no signal awaited: …\" at info\n%s", code, logs)
+	}
+	if got := b.agentCluster(); got != "tagged-cluster" {
+		t.Errorf("the agent joined %q, want tagged-cluster", got)
+	}
+	signals := strings.Split(b.sh("cat", "/var/log/fakecfn.jsonl"), "\n")
+	if len(signals) != 1 || !strings.Contains(signals[0], `"answer":"ValidationError","message":"Stack arn:aws:cloudformation:eu-west-1:`) {
+		t.Errorf("CloudFormation got %d requests, want one refused:\n%s", len(signals), strings.Join(signals, "\n"))
 	}
 }

@@ -1,95 +1,93 @@
 // Command fakecfn stands in for CloudFormation's Query API in the end-to-end sandbox:
-// it answers SignalResource like the real service and appends each request it got,
-// as one JSON object a line, to a file, for the tests to read. It checks what a real
-// endpoint would refuse: the action and version, the four parameters, and an AWS
-// Signature Version 4 Authorization header for the cloudformation service.
+// it serves the stand-in of internal/cfnsignal/cfnsignaltest (stacks and resources
+// with their states, SignalResource answered as CloudFormation answers it, SigV4
+// checked, an account-wide rate when configured) and appends each request it got,
+// with its answer, as one JSON object a line, to a file, for the tests to read.
 //
-//	fakecfn -listen 127.0.0.1:8081 -log /var/log/fakecfn.jsonl
+//	fakecfn -listen 127.0.0.1:8081 -log /var/log/fakecfn.jsonl -config /etc/fakecfn.json
+//
+// The configuration is cfnsignaltest.Config in JSON, for example
+//
+//	{"region": "eu-west-1", "stacks": [{"name": "e2e-stack", "status": "CREATE_IN_PROGRESS",
+//	  "resources": [{"logical_id": "ECSAutoScalingGroup", "status": "CREATE_IN_PROGRESS", "count": 1}]}]}
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
-	"regexp"
 	"sync"
+	"time"
+
+	"github.com/firstrun/firstrun/internal/cfnsignal/cfnsignaltest"
 )
 
-// sigV4 is the shape of a SigV4 Authorization header for CloudFormation.
-var sigV4 = regexp.MustCompile(`^AWS4-HMAC-SHA256 Credential=[A-Z0-9]+/[0-9]{8}/[a-z0-9-]+/cloudformation/aws4_request, SignedHeaders=[a-z0-9;-]+, Signature=[0-9a-f]{64}$`)
-
-// Request is one request as recorded.
-type Request struct {
-	Action            string `json:"action"`
-	StackName         string `json:"stack_name"`
-	LogicalResourceID string `json:"logical_resource_id"`
-	UniqueID          string `json:"unique_id"`
-	Status            string `json:"status"`
-	SigV4             bool   `json:"sigv4"`
-	Problem           string `json:"problem,omitempty"`
+// load reads a configuration file; unknown fields are an error, so that a typo does
+// not silently leave a stack out.
+func load(path string) (cfnsignaltest.Config, error) {
+	var cfg cfnsignaltest.Config
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
 }
 
-// check returns the request's record and what is wrong with it, "" for nothing.
-func check(r *http.Request) Request {
-	rec := Request{
-		Action:            r.PostForm.Get("Action"),
-		StackName:         r.PostForm.Get("StackName"),
-		LogicalResourceID: r.PostForm.Get("LogicalResourceId"),
-		UniqueID:          r.PostForm.Get("UniqueId"),
-		Status:            r.PostForm.Get("Status"),
-		SigV4:             sigV4.MatchString(r.Header.Get("Authorization")) && r.Header.Get("X-Amz-Date") != "",
+// recorder appends each request's record to a file, one JSON object a line.
+type recorder struct {
+	mu   sync.Mutex
+	path string
+}
+
+func (r *recorder) record(req cfnsignaltest.Request) {
+	line, _ := json.Marshal(req)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, err := os.OpenFile(r.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err == nil {
+		_, err = f.Write(append(line, '\n'))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
 	}
-	switch {
-	case r.Method != http.MethodPost:
-		rec.Problem = "method " + r.Method
-	case rec.Action != "SignalResource" || r.PostForm.Get("Version") != "2010-05-15":
-		rec.Problem = fmt.Sprintf("action %q version %q", rec.Action, r.PostForm.Get("Version"))
-	case !rec.SigV4:
-		rec.Problem = "no SigV4 signature: " + r.Header.Get("Authorization")
-	case rec.StackName == "" || rec.LogicalResourceID == "" || rec.UniqueID == "":
-		rec.Problem = "missing parameter"
-	case rec.Status != "SUCCESS" && rec.Status != "FAILURE":
-		rec.Problem = "status " + rec.Status
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fakecfn: recording a request:", err)
 	}
-	return rec
+}
+
+// newHandler returns the stand-in for cfg, recording to logPath.
+func newHandler(cfg cfnsignaltest.Config, logPath string) (*cfnsignaltest.Server, error) {
+	s, err := cfnsignaltest.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.OnRequest = (&recorder{path: logPath}).record
+	return s, nil
 }
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8081", "address to listen on")
 	logPath := flag.String("log", "/var/log/fakecfn.jsonl", "file the requests are appended to")
+	cfgPath := flag.String("config", "/etc/fakecfn.json", "the stacks and the account's settings (cfnsignaltest.Config as JSON)")
 	flag.Parse()
-	var mu sync.Mutex
-	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if err := r.ParseForm(); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		rec := check(r)
-		line, _ := json.Marshal(rec)
-		mu.Lock()
-		f, err := os.OpenFile(*logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	cfg, err := load(*cfgPath)
+	if err == nil {
+		var h http.Handler
+		h, err = newHandler(cfg, *logPath)
 		if err == nil {
-			_, err = f.Write(append(line, '\n'))
-			f.Close()
+			fmt.Printf("fakecfn listening on %s, %d stacks, logging to %s\n", *listen, len(cfg.Stacks), *logPath)
+			srv := &http.Server{Addr: *listen, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+			err = srv.ListenAndServe()
 		}
-		mu.Unlock()
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "text/xml")
-		if rec.Problem != "" {
-			w.WriteHeader(http.StatusBadRequest)
-			fmt.Fprintf(w, `<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>%s</Message></Error><RequestId>fake</RequestId></ErrorResponse>`, rec.Problem)
-			return
-		}
-		fmt.Fprint(w, `<SignalResourceResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><ResponseMetadata><RequestId>fake</RequestId></ResponseMetadata></SignalResourceResponse>`)
-	})
-	fmt.Printf("fakecfn listening on %s, logging to %s\n", *listen, *logPath)
-	if err := http.ListenAndServe(*listen, nil); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
 	}
+	fmt.Fprintln(os.Stderr, "fakecfn:", err)
+	os.Exit(1)
 }
