@@ -44,7 +44,7 @@ func TestUnionStaleOwned(t *testing.T) {
 	prev := New([]string{"/proxy", "/agent"}, []string{"HTTP_PROXY"})
 	want := []files.File{
 		{Path: "/agent", Content: []byte("x")},
-		{Path: "/etc/ecs/ecs.config", Merge: func(b []byte) []byte { return b }},
+		{Path: "/etc/ecs/ecs.config", Merge: func(b []byte) ([]byte, error) { return b, nil }},
 	}
 	if got := prev.Stale(want); strings.Join(got, ",") != "/proxy" {
 		t.Errorf("Stale = %v", got)
