@@ -222,10 +222,19 @@ func TestWrittenFiles(t *testing.T) {
 	}
 }
 
+// operatorCommonConfig is a common-config.toml an operator edited: firstrun may touch
+// only its [proxy] table.
+const operatorCommonConfig = "# site settings\n[credentials]\n   shared_credential_profile = \"AmazonCloudWatchAgent\"\n\n[ssl]\n   ca_bundle_path = \"/etc/pki/site.pem\"\n"
+
 func TestProxyRemovedOnRerun(t *testing.T) {
 	root := frRoot(t)
+	const commonConfig = "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml"
+	testenv.WriteFile(t, root, commonConfig, operatorCommonConfig, 0o644)
 	if r := frRun(t, chapterEnv, "--root", root); r.code != exitOK {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if cc, _ := frRead(t, root, commonConfig); !strings.HasPrefix(cc, operatorCommonConfig) || !strings.Contains(cc, "[proxy]") {
+		t.Errorf("common-config.toml with the proxy lost the operator's settings or lacks [proxy]:\n%s", cc)
 	}
 	// The user adds a line of their own after the first run.
 	ecs, _ := frRead(t, root, "/etc/ecs/ecs.config")
@@ -238,7 +247,6 @@ func TestProxyRemovedOnRerun(t *testing.T) {
 	for _, p := range []string{
 		"/etc/systemd/system/docker.service.d/http-proxy.conf",
 		"/etc/systemd/system/ecs.service.d/http-proxy.conf",
-		"/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml",
 	} {
 		if _, ok := frRead(t, root, p); ok {
 			t.Errorf("%s still exists", p)
@@ -247,12 +255,20 @@ func TestProxyRemovedOnRerun(t *testing.T) {
 			t.Errorf("%s: action %q, want removed", p, r.actions()[p])
 		}
 	}
+	// The CloudWatch agent's start script needs common-config.toml: only firstrun's
+	// [proxy] table goes, the operator's settings stay byte for byte.
+	if cc, ok := frRead(t, root, commonConfig); !ok || cc != operatorCommonConfig {
+		t.Errorf("common-config.toml after the proxy was removed (exists %v):\n%s\nwant the operator's file as it was:\n%s", ok, cc, operatorCommonConfig)
+	}
+	if a := r.actions()[commonConfig]; a != "updated" {
+		t.Errorf("%s: action %q, want updated", commonConfig, a)
+	}
 	ecs, _ = frRead(t, root, "/etc/ecs/ecs.config")
 	if want := "ECS_LOGLEVEL=debug\nECS_CLUSTER=microtrader-cluster\nECS_RESERVED_MEMORY=256\n"; ecs != want {
 		t.Errorf("ecs.config:\n%s\nwant:\n%s", ecs, want)
 	}
 	st, _ := frRead(t, root, "/var/lib/firstrun/state.json")
-	if strings.Contains(st, "http-proxy.conf") || strings.Contains(st, "HTTP_PROXY") {
+	if strings.Contains(st, "http-proxy.conf") || strings.Contains(st, "HTTP_PROXY") || strings.Contains(st, "proxy.http_proxy") {
 		t.Errorf("state still owns proxy settings:\n%s", st)
 	}
 	for p, a := range frRun(t, testenv.WithEnv(chapterEnv, "-PROXY_URL"), "--root", root).actions() {
@@ -518,5 +534,32 @@ func TestAgentNamedUnderAnotherRoot(t *testing.T) {
 	check := frRun(t, env, "--root", root, "--check")
 	if check.code != exitOK || !strings.Contains(check.stdout, "agent registration") || !strings.Contains(check.stdout, "microtrader-cluster") {
 		t.Errorf("--check with FIRSTRUN_AGENT_URL: exit %d, want 0 and the agent's answer\n%s%s", check.code, check.stdout, check.stderr)
+	}
+}
+
+// TestMalformedCommonConfig: a common-config.toml that is not TOML is neither
+// overwritten nor mended: exit 4 naming it, no configuration written (only the
+// last-run marker records the failure).
+func TestMalformedCommonConfig(t *testing.T) {
+	root := frRoot(t)
+	const bad = "[ssl\nca_bundle_path = 1\n"
+	testenv.WriteFile(t, root, "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml", bad, 0o644)
+	r := frRun(t, chapterEnv, "--root", root)
+	if r.code != exitApply {
+		t.Fatalf("exit %d, want %d\n%s", r.code, exitApply, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "common-config.toml") || !strings.Contains(r.stderr, "not valid TOML") {
+		t.Errorf("error does not name the file and the problem:\n%s", r.stderr)
+	}
+	if cc, _ := frRead(t, root, "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml"); cc != bad {
+		t.Errorf("common-config.toml changed:\n%s", cc)
+	}
+	if ecs, _ := frRead(t, root, "/etc/ecs/ecs.config"); ecs != "ECS_LOGLEVEL=debug\n" {
+		t.Errorf("ecs.config written:\n%s", ecs)
+	}
+	for _, p := range []string{"/etc/systemd/system/docker.service.d/http-proxy.conf", "/var/lib/firstrun/state.json"} {
+		if _, ok := frRead(t, root, p); ok {
+			t.Errorf("%s written", p)
+		}
 	}
 }
