@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,7 +14,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/firstrun/firstrun/internal/exposure"
 	"github.com/firstrun/firstrun/internal/files"
+	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/lastrun"
 )
@@ -27,6 +30,8 @@ const (
 	checkOK   = "ok"
 	checkFail = "FAIL"
 	checkSkip = "skip"
+	// checkWarn is something to know that a rerun cannot change: it does not fail.
+	checkWarn = "WARN"
 )
 
 // checkResult is one line of --check's report.
@@ -63,6 +68,7 @@ func (j *job) check(ctx context.Context, log *zap.Logger) int {
 		_ = j.render(ctx, log) // pure
 		add(j.checkFiles()...)
 	}
+	add(j.checkExposure())
 	add(j.checkUnits(ctx, cfgOK)...)
 	add(j.checkAgent(ctx, cfgOK))
 	add(j.checkLastRun())
@@ -103,6 +109,8 @@ func (j *job) checkFiles() []checkResult {
 		r := checkResult{Name: "file " + c.Path, Status: checkOK, Detail: "as rendered"}
 		switch {
 		case c.Action == files.Unchanged:
+		case c.Action == files.Created && c.Path == hostpath.CloudWatchAgentConfig && slices.Contains(j.prev.Files, c.Path):
+			r.Status, r.Detail = checkFail, "missing: `amazon-cloudwatch-agent-ctl -a fetch-config` deletes the other files in amazon-cloudwatch-agent.d, firstrun's included; rerun firstrun, or use -a append-config"
 		case c.Action == files.Created:
 			r.Status, r.Detail = checkFail, "missing"
 		case c.Action == files.Removed:
@@ -118,6 +126,29 @@ func (j *job) checkFiles() []checkResult {
 		out = append(out, r)
 	}
 	return out
+}
+
+// checkExposure warns when a proxy password sits in a file any local user can read;
+// the CloudWatch agent's translator writes one (env-config.json, 0644) at each start.
+func (j *job) checkExposure() checkResult {
+	r := checkResult{Name: "proxy credentials", Status: checkOK, Detail: "in no file that every local user can read"}
+	found, err := exposure.Find(j.root, exposure.Paths)
+	if len(found) > 0 {
+		var names []string
+		for _, f := range found {
+			names = append(names, f.String())
+		}
+		r.Status = checkWarn
+		r.Detail = "any local user can read the proxy password in " + strings.Join(names, ", ") +
+			" (the CloudWatch agent's translator writes env-config.json 0644 at each start; firstrun cannot change that: prefer a proxy that needs no password)"
+	}
+	if err != nil {
+		if len(found) == 0 {
+			r.Detail = "unknown"
+		}
+		r.Status, r.Detail = checkWarn, r.Detail+"; could not read: "+err.Error()
+	}
+	return r
 }
 
 // checkUnits reports whether each unit firstrun manages is enabled and active.

@@ -563,3 +563,39 @@ func TestMalformedCommonConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckAfterFetchConfig: `amazon-cloudwatch-agent-ctl -a fetch-config` deletes
+// firstrun.json, and the agent's translator wrote the proxy password into a 0644
+// env-config.json: --check says both plainly, the password not shown.
+func TestCheckAfterFetchConfig(t *testing.T) {
+	root := frRoot(t)
+	if r := frRun(t, chapterEnv, "--root", root); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if err := os.Remove(filepath.Join(root, "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json")); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WriteFile(t, root, "/opt/aws/amazon-cloudwatch-agent/etc/env-config.json",
+		"{\n\t\"HTTPS_PROXY\": \"http://bob:p%40ss@proxy.internal:3128\"\n}", 0o644)
+	for _, d := range []string{"", "/opt", "/opt/aws", "/opt/aws/amazon-cloudwatch-agent", "/opt/aws/amazon-cloudwatch-agent/etc"} {
+		if err := os.Chmod(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := frRun(t, chapterEnv, "--root", root, "--check")
+	if r.code != exitCheck {
+		t.Fatalf("exit %d, want %d\n%s", r.code, exitCheck, r.stdout)
+	}
+	for _, want := range []string{
+		"amazon-cloudwatch-agent.d/firstrun.json  missing: `amazon-cloudwatch-agent-ctl -a fetch-config` deletes the other files in amazon-cloudwatch-agent.d, firstrun's included; rerun firstrun, or use -a append-config",
+		"WARN    proxy credentials",
+		"/opt/aws/amazon-cloudwatch-agent/etc/env-config.json (mode 0644)",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("report lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "p%40ss") {
+		t.Errorf("the report shows the proxy password:\n%s", r.stdout)
+	}
+}
