@@ -105,7 +105,9 @@ func (j *job) checkFiles() []checkResult {
 		return []checkResult{{Name: "files", Status: checkFail, Detail: err.Error()}}
 	}
 	var out []checkResult
+	planned := map[string]bool{}
 	for _, c := range changes {
+		planned[c.Path] = true
 		r := checkResult{Name: "file " + c.Path, Status: checkOK, Detail: "as rendered"}
 		switch {
 		case c.Action == files.Unchanged:
@@ -124,6 +126,13 @@ func (j *job) checkFiles() []checkResult {
 			r.Diff = files.Diff(c)
 		}
 		out = append(out, r)
+	}
+	// Without a proxy firstrun neither needs nor creates common-config.toml, but the
+	// CloudWatch agent's start script does not start without it (older firstrun
+	// versions deleted it with the proxy).
+	if cc := hostpath.CloudWatchCommonConfig; j.cfg.LogAgent == inputs.LogAgentCloudWatch && !planned[cc] && !exists(j.root.Join(cc)) {
+		out = append(out, checkResult{Name: "file " + cc, Status: checkFail,
+			Detail: "missing: the CloudWatch agent does not start without it, and firstrun writes it only with a proxy: restore the package's file, or create it empty"})
 	}
 	return out
 }

@@ -599,3 +599,24 @@ func TestCheckAfterFetchConfig(t *testing.T) {
 		t.Errorf("the report shows the proxy password:\n%s", r.stdout)
 	}
 }
+
+// TestCheckMissingCommonConfig: without a proxy firstrun does not create
+// common-config.toml, but the CloudWatch agent cannot start without it: --check says so.
+func TestCheckMissingCommonConfig(t *testing.T) {
+	root := frRoot(t)
+	env := testenv.WithEnv(chapterEnv, "-PROXY_URL")
+	if r := frRun(t, env, "--root", root); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if _, ok := frRead(t, root, "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml"); ok {
+		t.Error("common-config.toml created without a proxy")
+	}
+	r := frRun(t, env, "--root", root, "--check")
+	if want := "missing: the CloudWatch agent does not start without it"; r.code != exitCheck || !strings.Contains(r.stdout, want) {
+		t.Errorf("--check: exit %d, want %d and %q:\n%s", r.code, exitCheck, want, r.stdout)
+	}
+	testenv.WriteFile(t, root, "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml", "", 0o644)
+	if r := frRun(t, env, "--root", root, "--check"); r.code != exitOK {
+		t.Errorf("--check with an empty common-config.toml and no proxy: exit %d\n%s", r.code, r.stdout)
+	}
+}
