@@ -620,3 +620,23 @@ func TestCheckMissingCommonConfig(t *testing.T) {
 		t.Errorf("--check with an empty common-config.toml and no proxy: exit %d\n%s", r.code, r.stdout)
 	}
 }
+
+// TestUpgradeFromWholeCommonConfig: an older firstrun owned common-config.toml whole
+// (in the state file's files) and deleted it with the proxy; now the proxy's removal
+// keeps the file and drops only what that firstrun wrote.
+func TestUpgradeFromWholeCommonConfig(t *testing.T) {
+	root := frRoot(t)
+	const cc = "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml"
+	testenv.WriteFile(t, root, cc, "# Written by firstrun; changes here are overwritten on its next run.\n[proxy]\n    http_proxy = \"http://old:1\"\n    https_proxy = \"http://old:1\"\n    no_proxy = \"169.254.169.254\"\n", 0o600)
+	testenv.WriteFile(t, root, "/var/lib/firstrun/state.json", `{"version": 1, "files": ["`+cc+`"], "ecs_config_keys": ["ECS_CLUSTER"]}`, 0o644)
+	r := frRun(t, testenv.WithEnv(chapterEnv, "-PROXY_URL"), "--root", root)
+	if r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if got, ok := frRead(t, root, cc); !ok || got != "" {
+		t.Errorf("common-config.toml (exists %v) = %q, want it kept, emptied of what firstrun wrote", ok, got)
+	}
+	if st, _ := frRead(t, root, "/var/lib/firstrun/state.json"); strings.Contains(st, "common-config") {
+		t.Errorf("state still owns common-config.toml:\n%s", st)
+	}
+}
