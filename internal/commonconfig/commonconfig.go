@@ -37,8 +37,11 @@ type Proxy struct {
 	HTTP, HTTPS, NoProxy string
 }
 
-// values returns the wanted values by key.
-func (p Proxy) values() map[string]string {
+// values returns the wanted values by key; none for a nil Proxy.
+func (p *Proxy) values() map[string]string {
+	if p == nil {
+		return nil
+	}
 	return map[string]string{"http_proxy": p.HTTP, "https_proxy": p.HTTPS, "no_proxy": p.NoProxy}
 }
 
@@ -89,6 +92,7 @@ func Merge(old []byte, want *Proxy, owned bool) ([]byte, error) {
 	return out, nil
 }
 
+// list returns the wanted values; none for a nil Proxy.
 func (p *Proxy) list() []string {
 	if p == nil {
 		return nil
@@ -119,7 +123,7 @@ func checkOnlyProxy(before, after map[string]any, want *Proxy) error {
 	if !reflect.DeepEqual(a, b) {
 		return errors.New("editing the [proxy] table changed other settings: not written (is the file's layout unusual?)")
 	}
-	wanted := want.valuesOrNil()
+	wanted := want.values()
 	for _, k := range Keys {
 		got, has := ap[k]
 		switch {
@@ -149,14 +153,6 @@ func table(v any) (map[string]any, bool) {
 	return maps.Clone(m), true
 }
 
-// values of a nil Proxy are empty.
-func (p *Proxy) valuesOrNil() map[string]string {
-	if p == nil {
-		return nil
-	}
-	return p.values()
-}
-
 // edit rewrites the managed keys of the [proxy] table line by line: a key's value is
 // replaced in place (its line's text up to the value and a trailing comment kept); a
 // missing key goes after the table's last key; a missing table goes at the end, under
@@ -165,7 +161,7 @@ func (p *Proxy) valuesOrNil() map[string]string {
 func edit(old []byte, want *Proxy) []byte {
 	stmts := scan(old)
 	stmts = dropLegacyHeader(stmts, old)
-	values := want.valuesOrNil()
+	values := want.values()
 	eol := "\n"
 	if bytes.Contains(old, []byte("\r\n")) {
 		eol = "\r\n" // lines firstrun adds end as the file's do
