@@ -149,7 +149,7 @@ func (j *job) checkExposure() checkResult {
 		}
 		r.Status = checkWarn
 		r.Detail = "any local user can read the proxy password in " + strings.Join(names, ", ") +
-			" (the CloudWatch agent's translator writes env-config.json 0644 at each start; firstrun cannot change that: prefer a proxy that needs no password)"
+			"; firstrun cannot change what the CloudWatch agent writes: prefer a proxy that needs no password"
 	}
 	if err != nil {
 		if len(found) == 0 {
