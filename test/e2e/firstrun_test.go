@@ -497,4 +497,18 @@ func TestCloudWatchAgentAcrossProxyChanges(t *testing.T) {
 	if c := b.firstrun("--check"); c.code != 0 {
 		t.Errorf("--check after the proxy was removed: exit %d\n%s", c.code, c.stdout)
 	}
+
+	// `amazon-cloudwatch-agent-ctl -a fetch-config` keeps only the fetched file in the
+	// .d directory (cwa_config, multi_config=default: rm -f of every other file):
+	// --check says so, and the next run writes firstrun.json back.
+	const own = "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json"
+	b.sh("rm", "-f", own)
+	c := b.firstrun("--check")
+	if want := "missing: `amazon-cloudwatch-agent-ctl -a fetch-config` deletes the other files in amazon-cloudwatch-agent.d"; c.code != 9 || !strings.Contains(c.stdout, want) {
+		t.Errorf("--check after fetch-config: exit %d, want 9 and %q:\n%s", c.code, want, c.stdout)
+	}
+	if a := actions(b.mustRun())[own]; a != "created" {
+		t.Errorf("the rerun after fetch-config: firstrun.json %q, want created", a)
+	}
+	agentUp("firstrun.json written back")
 }
