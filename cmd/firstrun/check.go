@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,7 +14,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/firstrun/firstrun/internal/exposure"
 	"github.com/firstrun/firstrun/internal/files"
+	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/lastrun"
 )
@@ -27,6 +30,8 @@ const (
 	checkOK   = "ok"
 	checkFail = "FAIL"
 	checkSkip = "skip"
+	// checkWarn is something to know that a rerun cannot change: it does not fail.
+	checkWarn = "WARN"
 )
 
 // checkResult is one line of --check's report.
@@ -63,6 +68,7 @@ func (j *job) check(ctx context.Context, log *zap.Logger) int {
 		_ = j.render(ctx, log) // pure
 		add(j.checkFiles()...)
 	}
+	add(j.checkExposure())
 	add(j.checkUnits(ctx, cfgOK)...)
 	add(j.checkAgent(ctx, cfgOK))
 	add(j.checkLastRun())
@@ -99,10 +105,14 @@ func (j *job) checkFiles() []checkResult {
 		return []checkResult{{Name: "files", Status: checkFail, Detail: err.Error()}}
 	}
 	var out []checkResult
+	planned := map[string]bool{}
 	for _, c := range changes {
+		planned[c.Path] = true
 		r := checkResult{Name: "file " + c.Path, Status: checkOK, Detail: "as rendered"}
 		switch {
 		case c.Action == files.Unchanged:
+		case c.Action == files.Created && c.Path == hostpath.CloudWatchAgentConfig && slices.Contains(j.prev.Files, c.Path):
+			r.Status, r.Detail = checkFail, "missing: `amazon-cloudwatch-agent-ctl -a fetch-config` deletes the other files in amazon-cloudwatch-agent.d, firstrun's included; rerun firstrun, or use -a append-config"
 		case c.Action == files.Created:
 			r.Status, r.Detail = checkFail, "missing"
 		case c.Action == files.Removed:
@@ -117,7 +127,37 @@ func (j *job) checkFiles() []checkResult {
 		}
 		out = append(out, r)
 	}
+	// Without a proxy firstrun neither needs nor creates common-config.toml, but the
+	// CloudWatch agent's start script does not start without it (older firstrun
+	// versions deleted it with the proxy).
+	if cc := hostpath.CloudWatchCommonConfig; j.cfg.LogAgent == inputs.LogAgentCloudWatch && !planned[cc] && !exists(j.root.Join(cc)) {
+		out = append(out, checkResult{Name: "file " + cc, Status: checkFail,
+			Detail: "missing: the CloudWatch agent does not start without it, and firstrun writes it only with a proxy: restore the package's file, or create it empty"})
+	}
 	return out
+}
+
+// checkExposure warns when a proxy password sits in a file any local user can read;
+// the CloudWatch agent's translator writes one (env-config.json, 0644) at each start.
+func (j *job) checkExposure() checkResult {
+	r := checkResult{Name: "proxy credentials", Status: checkOK, Detail: "in no file that every local user can read"}
+	found, err := exposure.Find(j.root, exposure.Paths)
+	if len(found) > 0 {
+		var names []string
+		for _, f := range found {
+			names = append(names, f.String())
+		}
+		r.Status = checkWarn
+		r.Detail = "any local user can read the proxy password in " + strings.Join(names, ", ") +
+			"; firstrun cannot change what the CloudWatch agent writes: prefer a proxy that needs no password"
+	}
+	if err != nil {
+		if len(found) == 0 {
+			r.Detail = "unknown"
+		}
+		r.Status, r.Detail = checkWarn, r.Detail+"; could not read: "+err.Error()
+	}
+	return r
 }
 
 // checkUnits reports whether each unit firstrun manages is enabled and active.

@@ -50,15 +50,16 @@ func runWith(t *testing.T, root string, env []string, failAt files.Action) int {
 	return j.run(context.Background(), zap.NewNop())
 }
 
-// ownedOnDisk returns the files the state file on disk says firstrun owns.
-func ownedOnDisk(t *testing.T, root string) []string {
+// ownedOnDisk returns the files the state file on disk says firstrun owns, and the
+// keys it owns in common-config.toml.
+func ownedOnDisk(t *testing.T, root string) ([]string, []string) {
 	t.Helper()
 	data, _ := frRead(t, root, "/var/lib/firstrun/state.json")
 	s, err := state.Parse([]byte(data))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.Files
+	return s.Files, s.CommonConfigKeys
 }
 
 // TestStopMidApplyForgetsNothing: wherever a run stops, the state file on disk names
@@ -67,18 +68,22 @@ func TestStopMidApplyForgetsNothing(t *testing.T) {
 	proxyFiles := []string{
 		"/etc/systemd/system/docker.service.d/http-proxy.conf",
 		"/etc/systemd/system/ecs.service.d/http-proxy.conf",
-		"/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml",
 	}
+	const commonConfig = "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml"
 	t.Run("stopped while creating", func(t *testing.T) {
 		root := frRoot(t)
 		if code := runWith(t, root, chapterEnv, files.Created); code != exitApply {
 			t.Fatalf("exit %d, want %d", code, exitApply)
 		}
-		owned := strings.Join(ownedOnDisk(t, root), ",")
+		files, keys := ownedOnDisk(t, root)
+		owned := strings.Join(files, ",")
 		for _, p := range proxyFiles {
 			if !strings.Contains(owned, p) {
 				t.Errorf("state does not own %s before it is written: %s", p, owned)
 			}
+		}
+		if len(keys) != 3 {
+			t.Errorf("state owns %q of common-config.toml before writing it, want the 3 proxy keys", keys)
 		}
 	})
 	t.Run("stopped while removing", func(t *testing.T) {
@@ -90,11 +95,15 @@ func TestStopMidApplyForgetsNothing(t *testing.T) {
 		if code := runWith(t, root, noProxy, files.Removed); code != exitApply {
 			t.Fatalf("exit %d, want %d", code, exitApply)
 		}
-		owned := strings.Join(ownedOnDisk(t, root), ",")
+		files, keys := ownedOnDisk(t, root)
+		owned := strings.Join(files, ",")
 		for _, p := range proxyFiles {
 			if _, exists := frRead(t, root, p); exists && !strings.Contains(owned, p) {
 				t.Errorf("%s is still on disk but the state forgot it: %s", p, owned)
 			}
+		}
+		if cc, _ := frRead(t, root, commonConfig); strings.Contains(cc, "http_proxy") && len(keys) == 0 {
+			t.Errorf("common-config.toml still holds the proxy but the state forgot its keys:\n%s", cc)
 		}
 		// The next run finishes the job.
 		if r := frRun(t, noProxy, "--root", root); r.code != exitOK {
@@ -104,6 +113,9 @@ func TestStopMidApplyForgetsNothing(t *testing.T) {
 			if _, exists := frRead(t, root, p); exists {
 				t.Errorf("%s left behind", p)
 			}
+		}
+		if cc, exists := frRead(t, root, commonConfig); !exists || strings.Contains(cc, "proxy") {
+			t.Errorf("common-config.toml (exists %v) after the proxy was removed:\n%s", exists, cc)
 		}
 	})
 }

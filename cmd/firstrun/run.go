@@ -20,6 +20,7 @@ import (
 
 	"github.com/firstrun/firstrun/internal/awslogs"
 	"github.com/firstrun/firstrun/internal/cfnsignal"
+	"github.com/firstrun/firstrun/internal/commonconfig"
 	"github.com/firstrun/firstrun/internal/ecsconfig"
 	"github.com/firstrun/firstrun/internal/files"
 	"github.com/firstrun/firstrun/internal/health"
@@ -459,8 +460,12 @@ func (j *job) readState() (state.State, error) {
 func (j *job) render(_ context.Context, log *zap.Logger) error {
 	ecsFile, ecsKeys := ecsconfig.Render(j.cfg, j.prev.ECSConfigKeys)
 	j.want = append([]files.File{ecsFile}, proxy.Render(j.cfg)...)
+	cwCommon, cwKeys, ok := commonconfig.Render(j.cfg, j.prev)
+	if ok {
+		j.want = append(j.want, cwCommon)
+	}
 	j.want = append(j.want, awslogs.Render(j.cfg)...)
-	j.owned = state.Owned(j.want, ecsKeys)
+	j.owned = state.Owned(j.want, ecsKeys).WithCommonConfigKeys(cwKeys)
 	log.Info("rendered", zap.Int("files", len(j.want)), zap.Bool("proxy", j.cfg.Proxy != nil))
 	return nil
 }

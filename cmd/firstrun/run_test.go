@@ -222,10 +222,19 @@ func TestWrittenFiles(t *testing.T) {
 	}
 }
 
+// operatorCommonConfig is a common-config.toml an operator edited: firstrun may touch
+// only its [proxy] table.
+const operatorCommonConfig = "# site settings\n[credentials]\n   shared_credential_profile = \"AmazonCloudWatchAgent\"\n\n[ssl]\n   ca_bundle_path = \"/etc/pki/site.pem\"\n"
+
 func TestProxyRemovedOnRerun(t *testing.T) {
 	root := frRoot(t)
+	const commonConfig = "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml"
+	testenv.WriteFile(t, root, commonConfig, operatorCommonConfig, 0o644)
 	if r := frRun(t, chapterEnv, "--root", root); r.code != exitOK {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if cc, _ := frRead(t, root, commonConfig); !strings.HasPrefix(cc, operatorCommonConfig) || !strings.Contains(cc, "[proxy]") {
+		t.Errorf("common-config.toml with the proxy lost the operator's settings or lacks [proxy]:\n%s", cc)
 	}
 	// The user adds a line of their own after the first run.
 	ecs, _ := frRead(t, root, "/etc/ecs/ecs.config")
@@ -238,7 +247,6 @@ func TestProxyRemovedOnRerun(t *testing.T) {
 	for _, p := range []string{
 		"/etc/systemd/system/docker.service.d/http-proxy.conf",
 		"/etc/systemd/system/ecs.service.d/http-proxy.conf",
-		"/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml",
 	} {
 		if _, ok := frRead(t, root, p); ok {
 			t.Errorf("%s still exists", p)
@@ -247,12 +255,20 @@ func TestProxyRemovedOnRerun(t *testing.T) {
 			t.Errorf("%s: action %q, want removed", p, r.actions()[p])
 		}
 	}
+	// The CloudWatch agent's start script needs common-config.toml: only firstrun's
+	// [proxy] table goes, the operator's settings stay byte for byte.
+	if cc, ok := frRead(t, root, commonConfig); !ok || cc != operatorCommonConfig {
+		t.Errorf("common-config.toml after the proxy was removed (exists %v):\n%s\nwant the operator's file as it was:\n%s", ok, cc, operatorCommonConfig)
+	}
+	if a := r.actions()[commonConfig]; a != "updated" {
+		t.Errorf("%s: action %q, want updated", commonConfig, a)
+	}
 	ecs, _ = frRead(t, root, "/etc/ecs/ecs.config")
 	if want := "ECS_LOGLEVEL=debug\nECS_CLUSTER=microtrader-cluster\nECS_RESERVED_MEMORY=256\n"; ecs != want {
 		t.Errorf("ecs.config:\n%s\nwant:\n%s", ecs, want)
 	}
 	st, _ := frRead(t, root, "/var/lib/firstrun/state.json")
-	if strings.Contains(st, "http-proxy.conf") || strings.Contains(st, "HTTP_PROXY") {
+	if strings.Contains(st, "http-proxy.conf") || strings.Contains(st, "HTTP_PROXY") || strings.Contains(st, "proxy.http_proxy") {
 		t.Errorf("state still owns proxy settings:\n%s", st)
 	}
 	for p, a := range frRun(t, testenv.WithEnv(chapterEnv, "-PROXY_URL"), "--root", root).actions() {
@@ -523,5 +539,109 @@ func TestAgentNamedUnderAnotherRoot(t *testing.T) {
 	check := frRun(t, env, "--root", root, "--check")
 	if check.code != exitOK || !strings.Contains(check.stdout, "agent registration") || !strings.Contains(check.stdout, "microtrader-cluster") {
 		t.Errorf("--check with FIRSTRUN_AGENT_URL: exit %d, want 0 and the agent's answer\n%s%s", check.code, check.stdout, check.stderr)
+	}
+}
+
+// TestMalformedCommonConfig: a common-config.toml that is not TOML is neither
+// overwritten nor mended: exit 4 naming it, no configuration written (only the
+// last-run marker records the failure).
+func TestMalformedCommonConfig(t *testing.T) {
+	root := frRoot(t)
+	const bad = "[ssl\nca_bundle_path = 1\n"
+	testenv.WriteFile(t, root, "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml", bad, 0o644)
+	r := frRun(t, chapterEnv, "--root", root)
+	if r.code != exitApply {
+		t.Fatalf("exit %d, want %d\n%s", r.code, exitApply, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "common-config.toml") || !strings.Contains(r.stderr, "not valid TOML") {
+		t.Errorf("error does not name the file and the problem:\n%s", r.stderr)
+	}
+	if cc, _ := frRead(t, root, "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml"); cc != bad {
+		t.Errorf("common-config.toml changed:\n%s", cc)
+	}
+	if ecs, _ := frRead(t, root, "/etc/ecs/ecs.config"); ecs != "ECS_LOGLEVEL=debug\n" {
+		t.Errorf("ecs.config written:\n%s", ecs)
+	}
+	for _, p := range []string{"/etc/systemd/system/docker.service.d/http-proxy.conf", "/var/lib/firstrun/state.json"} {
+		if _, ok := frRead(t, root, p); ok {
+			t.Errorf("%s written", p)
+		}
+	}
+}
+
+// TestCheckAfterFetchConfig: `amazon-cloudwatch-agent-ctl -a fetch-config` deletes
+// firstrun.json, and the agent's translator wrote the proxy password into a 0644
+// env-config.json: --check says both plainly, the password not shown.
+func TestCheckAfterFetchConfig(t *testing.T) {
+	root := frRoot(t)
+	if r := frRun(t, chapterEnv, "--root", root); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if err := os.Remove(filepath.Join(root, "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json")); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WriteFile(t, root, "/opt/aws/amazon-cloudwatch-agent/etc/env-config.json",
+		"{\n\t\"HTTPS_PROXY\": \"http://bob:p%40ss@proxy.internal:3128\"\n}", 0o644)
+	for _, d := range []string{"", "/opt", "/opt/aws", "/opt/aws/amazon-cloudwatch-agent", "/opt/aws/amazon-cloudwatch-agent/etc"} {
+		if err := os.Chmod(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := frRun(t, chapterEnv, "--root", root, "--check")
+	if r.code != exitCheck {
+		t.Fatalf("exit %d, want %d\n%s", r.code, exitCheck, r.stdout)
+	}
+	for _, want := range []string{
+		"amazon-cloudwatch-agent.d/firstrun.json  missing: `amazon-cloudwatch-agent-ctl -a fetch-config` deletes the other files in amazon-cloudwatch-agent.d, firstrun's included; rerun firstrun, or use -a append-config",
+		"WARN    proxy credentials",
+		"/opt/aws/amazon-cloudwatch-agent/etc/env-config.json (mode 0644)",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("report lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "p%40ss") {
+		t.Errorf("the report shows the proxy password:\n%s", r.stdout)
+	}
+}
+
+// TestCheckMissingCommonConfig: without a proxy firstrun does not create
+// common-config.toml, but the CloudWatch agent cannot start without it: --check says so.
+func TestCheckMissingCommonConfig(t *testing.T) {
+	root := frRoot(t)
+	env := testenv.WithEnv(chapterEnv, "-PROXY_URL")
+	if r := frRun(t, env, "--root", root); r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if _, ok := frRead(t, root, "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml"); ok {
+		t.Error("common-config.toml created without a proxy")
+	}
+	r := frRun(t, env, "--root", root, "--check")
+	if want := "missing: the CloudWatch agent does not start without it"; r.code != exitCheck || !strings.Contains(r.stdout, want) {
+		t.Errorf("--check: exit %d, want %d and %q:\n%s", r.code, exitCheck, want, r.stdout)
+	}
+	testenv.WriteFile(t, root, "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml", "", 0o644)
+	if r := frRun(t, env, "--root", root, "--check"); r.code != exitOK {
+		t.Errorf("--check with an empty common-config.toml and no proxy: exit %d\n%s", r.code, r.stdout)
+	}
+}
+
+// TestUpgradeFromWholeCommonConfig: an older firstrun owned common-config.toml whole
+// (in the state file's files) and deleted it with the proxy; now the proxy's removal
+// keeps the file and drops only what that firstrun wrote.
+func TestUpgradeFromWholeCommonConfig(t *testing.T) {
+	root := frRoot(t)
+	const cc = "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml"
+	testenv.WriteFile(t, root, cc, "# Written by firstrun; changes here are overwritten on its next run.\n[proxy]\n    http_proxy = \"http://old:1\"\n    https_proxy = \"http://old:1\"\n    no_proxy = \"169.254.169.254\"\n", 0o600)
+	testenv.WriteFile(t, root, "/var/lib/firstrun/state.json", `{"version": 1, "files": ["`+cc+`"], "ecs_config_keys": ["ECS_CLUSTER"]}`, 0o644)
+	r := frRun(t, testenv.WithEnv(chapterEnv, "-PROXY_URL"), "--root", root)
+	if r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if got, ok := frRead(t, root, cc); !ok || got != "" {
+		t.Errorf("common-config.toml (exists %v) = %q, want it kept, emptied of what firstrun wrote", ok, got)
+	}
+	if st, _ := frRead(t, root, "/var/lib/firstrun/state.json"); strings.Contains(st, "common-config") {
+		t.Errorf("state still owns common-config.toml:\n%s", st)
 	}
 }

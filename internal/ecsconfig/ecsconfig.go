@@ -53,8 +53,8 @@ func Render(cfg inputs.Config, previouslyOwned []string) (files.File, []string) 
 	return files.File{
 		Path: hostpath.ECSConfig,
 		Mode: Mode,
-		Merge: func(existing []byte) []byte {
-			return Merge(existing, settings, managed)
+		Merge: func(existing []byte) ([]byte, error) {
+			return Merge(existing, settings, managed), nil
 		},
 	}, owned
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/firstrun/firstrun/internal/ecsconfig"
+	"github.com/firstrun/firstrun/internal/files"
 	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/testenv"
 )
@@ -215,7 +216,17 @@ func merge(t *testing.T, c mergeCase) []byte {
 	if f.Merge == nil {
 		t.Fatal("ecs.config has no Merge: it is shared with the user and must be merged")
 	}
-	return f.Merge(c.existing)
+	return mergeFile(t, f, c.existing)
+}
+
+// mergeFile runs f.Merge, which never fails for ecs.config.
+func mergeFile(t testing.TB, f files.File, existing []byte) []byte {
+	t.Helper()
+	out, err := f.Merge(existing)
+	if err != nil {
+		t.Fatalf("Merge: %v", err)
+	}
+	return out
 }
 
 // TestMerge checks the merged ecs.config against its golden file, and the properties
@@ -234,7 +245,7 @@ func TestMerge(t *testing.T) {
 				t.Errorf("Merge is not idempotent:\nonce:  %q\ntwice: %q", got, again)
 			}
 			f, _ := ecsconfig.Render(c.cfg, c.previouslyOwned)
-			if again := f.Merge(got); !bytes.Equal(again, got) {
+			if again := mergeFile(t, f, got); !bytes.Equal(again, got) {
 				t.Errorf("File.Merge is not idempotent:\nonce:  %q\ntwice: %q", got, again)
 			}
 
@@ -316,7 +327,7 @@ func TestNoProxyNoProxyLines(t *testing.T) {
 	for name, data := range existing {
 		t.Run(name, func(t *testing.T) {
 			f, owned := ecsconfig.Render(cfg, nil)
-			out := f.Merge(data)
+			out := mergeFile(t, f, data)
 			for _, l := range lines(out) {
 				if slices.Contains(proxyKeys, keyOf(l)) {
 					t.Errorf("line %q written without a proxy:\n%s", l, out)
@@ -381,9 +392,9 @@ func TestRerunIsStable(t *testing.T) {
 	for _, c := range mergeCases(t) {
 		t.Run(c.name, func(t *testing.T) {
 			f1, owned := ecsconfig.Render(c.cfg, c.previouslyOwned)
-			first := f1.Merge(c.existing)
+			first := mergeFile(t, f1, c.existing)
 			f2, owned2 := ecsconfig.Render(c.cfg, owned)
-			if second := f2.Merge(first); !bytes.Equal(second, first) {
+			if second := mergeFile(t, f2, first); !bytes.Equal(second, first) {
 				t.Errorf("second run changed the file:\nfirst:  %q\nsecond: %q", first, second)
 			}
 			if !slices.Equal(owned, owned2) {

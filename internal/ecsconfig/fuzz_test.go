@@ -34,12 +34,12 @@ func FuzzMerge(f *testing.F) {
 			ECSSettings: []inputs.Setting{{Key: "ECS_LOGLEVEL", Value: value}},
 		}
 		file, _ := ecsconfig.Render(cfg, []string{reserved})
-		out := file.Merge(existing)
+		out := mergeFile(t, file, existing)
 
 		if !bytes.HasSuffix(out, []byte("\n")) {
 			t.Fatalf("output does not end with a newline: %q", out)
 		}
-		if again := file.Merge(out); !bytes.Equal(again, out) {
+		if again := mergeFile(t, file, out); !bytes.Equal(again, out) {
 			t.Fatalf("not idempotent:\nexisting: %q\nonce:     %q\ntwice:    %q", existing, out, again)
 		}
 

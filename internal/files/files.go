@@ -1,7 +1,8 @@
 // Package files is firstrun's one file writer. Renderers describe the files they want
 // (File); Plan compares them with what is on disk under the root and says what would
 // change (Change); Apply makes those changes durably and atomically: a temp file in
-// the same directory, fsync, rename, fsync of the directory. --dry-run and --check are
+// the parent directory (never in a directory whose reader takes every file), fsync,
+// rename, fsync of the directories. --dry-run and --check are
 // Plan without Apply.
 //
 // The idea is hashicorp/consul-template's renderer (write only what differs) and the
@@ -17,6 +18,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/firstrun/firstrun/internal/hostpath"
 )
@@ -25,15 +27,21 @@ import (
 type File struct {
 	// Path is the absolute host path.
 	Path string
-	// Mode is the permission bits the file must have.
+	// Mode is the permission bits the file must have. For a merged file, 0 keeps the
+	// mode it has (0644 when it is created).
 	Mode fs.FileMode
 	// Content is the whole content, when firstrun owns the whole file.
 	Content []byte
 	// Merge, when set, computes the content from what is on disk (nil when the file
 	// does not exist), for files firstrun shares with the user, such as ecs.config.
-	// It must be pure and idempotent: Merge(Merge(x)) == Merge(x).
-	Merge func(existing []byte) []byte
+	// It must be pure and idempotent: Merge(Merge(x)) == Merge(x). Returning nil for a
+	// file that does not exist means it is not wanted: nothing is created. An error
+	// (what is on disk cannot be merged) stops the plan.
+	Merge func(existing []byte) ([]byte, error)
 }
+
+// defaultMergedMode is the mode of a merged file created with Mode 0.
+const defaultMergedMode fs.FileMode = 0o644
 
 // Shared reports whether the user may own part of the file (it is merged), in which
 // case firstrun never removes it.
@@ -77,14 +85,50 @@ func NewWriter(root hostpath.Root) *Writer {
 	return &Writer{Root: root, rename: os.Rename}
 }
 
-// tempSuffix ends every temp file: systemd reads only *.conf in drop-in directories,
-// and the CloudWatch agent's translator skips *.tmp in amazon-cloudwatch-agent.d
-// (translator/cmdutil GenerateMergedJsonConfigMap), so a temp file a crash left
-// behind is never read as configuration.
+// Temp files are staged beside the target's directory, not in it: in its parent
+// directory, on the same file system, so that the rename into place stays atomic. Some
+// readers take every file of a directory: the CloudWatch agent's translator reads every
+// file of amazon-cloudwatch-agent.d, dot files included, and `amazon-cloudwatch-agent-ctl
+// -a append-config` every *.tmp file too (aws/amazon-cloudwatch-agent
+// translator/cmdutil/translatorutil.go GenerateMergedJsonConfigMap); a half-written temp
+// file there stops its scan. systemd reads only *.conf from drop-in directories, but
+// one rule for every file is simpler. When the directory is a mount point (its parent
+// is another file system) or the root, the temp file goes in the directory itself.
+//
+// tempSuffix ends every temp file, so that nothing that reads a directory by suffix
+// (systemd units, *.json) takes one a crash left behind.
 const tempSuffix = ".tmp"
 
-// tempPrefix starts every temp file for the file named base.
-func tempPrefix(base string) string { return "." + base + ".firstrun-" }
+// tempPrefix starts every temp file for the file named base in the directory dir
+// (the directory's name is in it: http-proxy.conf is written into two drop-in
+// directories with one parent).
+func tempPrefix(dir, base string) string {
+	return "." + filepath.Base(dir) + "." + base + ".firstrun-"
+}
+
+// legacyTempPrefix started the temp files of older firstrun versions, which wrote
+// them in the target's own directory.
+func legacyTempPrefix(base string) string { return "." + base + ".firstrun-" }
+
+// stagingDir returns the directory where a temp file for a file in dir is written:
+// dir's parent when it is on the same file system, else dir.
+func stagingDir(dir string) string {
+	parent := filepath.Dir(dir)
+	if parent == dir {
+		return dir
+	}
+	di, err1 := os.Stat(dir)
+	pi, err2 := os.Stat(parent)
+	if err1 != nil || err2 != nil {
+		return dir
+	}
+	ds, ok1 := di.Sys().(*syscall.Stat_t)
+	ps, ok2 := pi.Sys().(*syscall.Stat_t)
+	if !ok1 || !ok2 || ds.Dev != ps.Dev {
+		return dir
+	}
+	return parent
+}
 
 // Plan compares want, and the host paths to remove, with the disk. It reads only.
 func (w *Writer) Plan(want []File, remove []string) ([]Change, error) {
@@ -105,7 +149,18 @@ func (w *Writer) Plan(want []File, remove []string) ([]Change, error) {
 		c := Change{Path: f.Path, Old: old, OldMode: oldMode, Mode: f.Mode.Perm()}
 		c.New = f.Content
 		if f.Merge != nil {
-			c.New = f.Merge(old) // old is nil when the file does not exist
+			if c.New, err = f.Merge(old); err != nil { // old is nil when the file does not exist
+				return nil, fmt.Errorf("%s: %w", w.Root.Join(f.Path), err)
+			}
+			if !exists && c.New == nil {
+				continue // not wanted, and not there
+			}
+			if c.Mode == 0 {
+				c.Mode = oldMode
+				if !exists {
+					c.Mode = defaultMergedMode
+				}
+			}
 		}
 		switch {
 		case !exists:
@@ -213,16 +268,19 @@ func (w *Writer) remove(p string) error {
 	return syncDir(filepath.Dir(real))
 }
 
-// write replaces p atomically: temp file beside it, mode, content, fsync, rename,
-// fsync of the directory. Temp files an earlier crash left for p are removed first.
+// write replaces p atomically: temp file staged beside its directory (stagingDir),
+// mode, content, fsync, rename into place, fsync of both directories. Temp files an
+// earlier crash left for p are removed first.
 func (w *Writer) write(p string, data []byte, mode fs.FileMode) (err error) {
 	real := w.Root.Join(p)
 	dir, base := filepath.Split(real)
+	dir = filepath.Clean(dir)
 	if err := mkdirAll(dir); err != nil {
 		return err
 	}
-	removeStaleTemps(dir, base)
-	tmp, err := os.CreateTemp(dir, tempPrefix(base)+"*"+tempSuffix)
+	stage := stagingDir(dir)
+	removeStaleTemps(dir, stage, base)
+	tmp, err := os.CreateTemp(stage, tempPrefix(dir, base)+"*"+tempSuffix)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", real, err)
 	}
@@ -247,15 +305,28 @@ func (w *Writer) write(p string, data []byte, mode fs.FileMode) (err error) {
 	if err = w.rename(tmp.Name(), real); err != nil {
 		return fmt.Errorf("writing %s: rename: %w", real, err)
 	}
-	return syncDir(dir)
+	if err = syncDir(dir); err != nil {
+		return err
+	}
+	if stage != dir {
+		return syncDir(stage) // the temp file's name is gone from there
+	}
+	return nil
 }
 
-// removeStaleTemps removes the temp files a crashed run left for base in dir. It is
-// best effort: a leftover temp file is never read by anyone (see tempSuffix).
-func removeStaleTemps(dir, base string) {
-	matches, _ := filepath.Glob(filepath.Join(dir, globEscape(tempPrefix(base))+"*"+tempSuffix))
-	for _, m := range matches {
-		os.Remove(m)
+// removeStaleTemps removes the temp files a crashed run left for base in dir: staged
+// in stage, or, by older versions, in dir itself (where the CloudWatch agent's
+// translator would read them). It is best effort.
+func removeStaleTemps(dir, stage, base string) {
+	patterns := []string{
+		filepath.Join(stage, globEscape(tempPrefix(dir, base))+"*"+tempSuffix),
+		filepath.Join(dir, globEscape(legacyTempPrefix(base))+"*"+tempSuffix),
+	}
+	for _, pat := range patterns {
+		matches, _ := filepath.Glob(pat)
+		for _, m := range matches {
+			os.Remove(m)
+		}
 	}
 }
 

@@ -138,9 +138,9 @@ func TestMergeSeesDiskContent(t *testing.T) {
 	w, root := newRoot(t)
 	testenv.WriteFile(t, root, "/etc/shared", "user line\n", 0o600)
 	var seen []string
-	merge := func(existing []byte) []byte {
+	merge := func(existing []byte) ([]byte, error) {
 		seen = append(seen, string(existing))
-		return append(append([]byte{}, existing...), "ours\n"...)
+		return append(append([]byte{}, existing...), "ours\n"...), nil
 	}
 	changes, err := w.Plan([]files.File{
 		{Path: "/etc/shared", Mode: 0o600, Merge: merge},
@@ -211,8 +211,12 @@ func TestFailureBeforeRenameLeavesOldFile(t *testing.T) {
 	if content, mode := read(t, root, "/etc/ecs/ecs.config"); content != "ECS_CLUSTER=old\n" || mode != 0o600 {
 		t.Errorf("old file changed: %q %04o", content, mode)
 	}
-	if !strings.HasSuffix(tmpSeen, files.TempSuffix) || !strings.HasPrefix(filepath.Base(tmpSeen), ".ecs.config.firstrun-") {
-		t.Errorf("temp file name %q: want .ecs.config.firstrun-*%s", tmpSeen, files.TempSuffix)
+	if !strings.HasSuffix(tmpSeen, files.TempSuffix) || filepath.Dir(tmpSeen) != filepath.Join(root, "/etc") ||
+		!strings.HasPrefix(filepath.Base(tmpSeen), ".ecs.ecs.config.firstrun-") {
+		t.Errorf("temp file %q: want /etc/.ecs.ecs.config.firstrun-*%s under the root", tmpSeen, files.TempSuffix)
+	}
+	if _, err := os.Stat(tmpSeen); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("temp file left behind after the failure: %v", err)
 	}
 	entries, _ := os.ReadDir(filepath.Join(root, "/etc/ecs"))
 	if len(entries) != 1 {
@@ -220,13 +224,86 @@ func TestFailureBeforeRenameLeavesOldFile(t *testing.T) {
 	}
 }
 
-// TestStaleTempFilesAreRemoved: a temp file a crashed run left behind (named so that
-// neither systemd nor the CloudWatch agent reads it) is cleaned by the next write.
+// TestNoTempFileInTheTargetDirectory: the CloudWatch agent's translator reads every
+// file of amazon-cloudwatch-agent.d, dot files and *.tmp included (append-config), so
+// at no point of a write, and not after a failure between the temp file's write and
+// its rename (a crash), may that directory hold anything but firstrun.json and the
+// operator's files.
+func TestNoTempFileInTheTargetDirectory(t *testing.T) {
+	const p = "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json"
+	for _, tc := range []struct {
+		name string
+		old  bool // firstrun.json is there before
+		fail bool // the rename fails: a crash after the temp file's write
+	}{
+		{"create", false, false}, {"update", true, false},
+		{"create, crash before rename", false, true}, {"update, crash before rename", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, root := newRoot(t)
+			dir := filepath.Join(root, filepath.Dir(p))
+			testenv.WriteFile(t, root, filepath.Join(filepath.Dir(p), "metrics.json"), "{}\n", 0o644)
+			want := []string{"metrics.json"}
+			if tc.old {
+				testenv.WriteFile(t, root, p, "{\"old\":1}\n", 0o644)
+				want = []string{"firstrun.json", "metrics.json"}
+			}
+			listing := func() []string {
+				entries, err := os.ReadDir(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var names []string
+				for _, e := range entries {
+					names = append(names, e.Name())
+				}
+				return names
+			}
+			files.SetRename(w, func(oldpath, newpath string) error {
+				if got := listing(); strings.Join(got, " ") != strings.Join(want, " ") {
+					t.Errorf("before the rename %s holds %q, want only %q: the temp file %s is where the agent reads", dir, got, want, oldpath)
+				}
+				if tc.fail {
+					return errors.New("injected: power cut")
+				}
+				return os.Rename(oldpath, newpath)
+			})
+			changes, err := w.Plan([]files.File{{Path: p, Mode: 0o644, Content: []byte("{\"new\":1}\n")}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = w.Apply(changes)
+			if tc.fail != (err != nil) {
+				t.Fatalf("Apply error = %v, want an error: %v", err, tc.fail)
+			}
+			after := want
+			if !tc.fail {
+				after = []string{"firstrun.json", "metrics.json"}
+			}
+			if got := listing(); strings.Join(got, " ") != strings.Join(after, " ") {
+				t.Errorf("after the write %s holds %q, want %q", dir, got, after)
+			}
+			parent, _ := os.ReadDir(filepath.Dir(dir))
+			for _, e := range parent {
+				if strings.HasSuffix(e.Name(), files.TempSuffix) {
+					t.Errorf("temp file %s left in %s", e.Name(), filepath.Dir(dir))
+				}
+			}
+		})
+	}
+}
+
+// TestStaleTempFilesAreRemoved: temp files a crashed run left behind (staged beside
+// the directory, or, by older versions, in it) are cleaned by the next write.
 func TestStaleTempFilesAreRemoved(t *testing.T) {
 	w, root := newRoot(t)
 	p := "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json"
 	stale := filepath.Join(filepath.Dir(p), ".firstrun.json.firstrun-12345"+files.TempSuffix)
 	testenv.WriteFile(t, root, stale, `{"half`, 0o600)
+	staged := filepath.Join(filepath.Dir(filepath.Dir(p)), ".amazon-cloudwatch-agent.d.firstrun.json.firstrun-678"+files.TempSuffix)
+	testenv.WriteFile(t, root, staged, `{"half`, 0o600)
+	other := filepath.Join(filepath.Dir(filepath.Dir(p)), ".other.d.firstrun.json.firstrun-678"+files.TempSuffix)
+	testenv.WriteFile(t, root, other, `{"half`, 0o600)
 	testenv.WriteFile(t, root, filepath.Join(filepath.Dir(p), "user.json"), "{}", 0o644)
 	changes, err := w.Plan([]files.File{{Path: p, Mode: 0o644, Content: []byte("{}\n")}}, nil)
 	if err != nil {
@@ -235,8 +312,13 @@ func TestStaleTempFilesAreRemoved(t *testing.T) {
 	if err := w.Apply(changes); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(root, stale)); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("stale temp file still there: %v", err)
+	for _, f := range []string{stale, staged} {
+		if _, err := os.Stat(filepath.Join(root, f)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("stale temp file %s still there: %v", f, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, other)); err != nil {
+		t.Errorf("another file's temp file removed: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(root, filepath.Dir(p), "user.json")); err != nil {
 		t.Errorf("user's file removed: %v", err)
@@ -270,5 +352,43 @@ func TestDiff(t *testing.T) {
 	removed := files.Diff(files.Change{Path: "/x", Action: files.Removed, Old: []byte("a\n")})
 	if !strings.Contains(removed, "+++ /dev/null") || !strings.Contains(removed, "-a") {
 		t.Errorf("removed diff:\n%s", removed)
+	}
+}
+
+// TestMergeErrorsAbsentAndModeKept: a merge that fails stops the plan naming the file;
+// a merge that wants nothing where there is no file creates none; a merged file with
+// Mode 0 keeps its mode (0644 when created).
+func TestMergeErrorsAbsentAndModeKept(t *testing.T) {
+	w, root := newRoot(t)
+	testenv.WriteFile(t, root, "/etc/kept", "a\n", 0o640)
+	fail := func([]byte) ([]byte, error) { return nil, errors.New("not TOML") }
+	if _, err := w.Plan([]files.File{{Path: "/etc/kept", Merge: fail}}, nil); err == nil ||
+		!strings.Contains(err.Error(), "not TOML") || !strings.Contains(err.Error(), "/etc/kept") {
+		t.Errorf("Plan error = %v, want the merge's error naming the file", err)
+	}
+	none := func(old []byte) ([]byte, error) { return old, nil }
+	add := func(old []byte) ([]byte, error) { return append(append([]byte{}, old...), "b\n"...), nil }
+	changes, err := w.Plan([]files.File{
+		{Path: "/etc/absent", Merge: none},
+		{Path: "/etc/kept", Merge: add},
+		{Path: "/etc/new", Merge: add},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 2 || changes[0].Path != "/etc/kept" || changes[1].Path != "/etc/new" {
+		t.Fatalf("changes = %+v, want /etc/kept and /etc/new only", changes)
+	}
+	if err := w.Apply(changes); err != nil {
+		t.Fatal(err)
+	}
+	if content, mode := read(t, root, "/etc/kept"); content != "a\nb\n" || mode != 0o640 {
+		t.Errorf("/etc/kept = %q %04o, want a, b and mode 0640 kept", content, mode)
+	}
+	if _, mode := read(t, root, "/etc/new"); mode != 0o644 {
+		t.Errorf("/etc/new mode %04o, want 0644", mode)
+	}
+	if _, err := os.Stat(filepath.Join(root, "/etc/absent")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("/etc/absent created: %v", err)
 	}
 }

@@ -41,6 +41,11 @@ const (
 	CloudWatchAgentConfig = CloudWatchAgentDir + "/etc/amazon-cloudwatch-agent.d/firstrun.json"
 	// CloudWatchCommonConfig carries the agent's [proxy] table.
 	CloudWatchCommonConfig = CloudWatchAgentDir + "/etc/common-config.toml"
+	// CloudWatchEnvConfig is written by the agent's config translator at each start,
+	// mode 0644, with the proxy of common-config.toml (cmd/config-translator and
+	// tool/translator: envConfigFileName beside the TOML; translator/cmdutil
+	// TranslateJsonMapToEnvConfigFile). firstrun only reads it, in --check.
+	CloudWatchEnvConfig = CloudWatchAgentDir + "/etc/env-config.json"
 
 	// AwslogsDir holds the legacy awslogs agent's configuration (Amazon Linux 2).
 	AwslogsDir = "/etc/awslogs"

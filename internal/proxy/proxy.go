@@ -63,8 +63,10 @@ func AgentSettings(cfg inputs.Config) []inputs.Setting {
 	return settings
 }
 
-// Render returns the proxy files: drop-ins for ecs.service and docker.service, and the
-// log agent's proxy file. None without a proxy.
+// Render returns the proxy files firstrun owns whole: drop-ins for ecs.service and
+// docker.service, and awslogs' proxy.conf. None without a proxy. The CloudWatch agent's
+// proxy goes into its common-config.toml, which firstrun shares with the package and
+// the operator (internal/commonconfig).
 //
 // docker gets a drop-in rather than lines in /etc/sysconfig/docker (the chapter's way):
 // the drop-in is what AWS documents for systemd hosts, works whether or not the
@@ -81,10 +83,7 @@ func Render(cfg inputs.Config) []files.File {
 		{Path: hostpath.DockerProxyDropIn, Mode: Mode, Content: dropIn(
 			"HTTP_PROXY="+p, "HTTPS_PROXY="+p, "NO_PROXY="+DockerNoProxy(cfg))},
 	}
-	switch cfg.LogAgent {
-	case inputs.LogAgentCloudWatch:
-		out = append(out, files.File{Path: hostpath.CloudWatchCommonConfig, Mode: Mode, Content: commonConfig(p, DockerNoProxy(cfg))})
-	case inputs.LogAgentAwslogs:
+	if cfg.LogAgent == inputs.LogAgentAwslogs {
 		out = append(out, files.File{Path: hostpath.AwslogsProxyConfig, Mode: Mode, Content: []byte(
 			"HTTP_PROXY=" + p + "\nHTTPS_PROXY=" + p + "\nNO_PROXY=" + DockerNoProxy(cfg) + "\n")})
 	}
@@ -112,24 +111,6 @@ func SystemdQuote(s string) string {
 	return `"` + systemdEscaper.Replace(s) + `"`
 }
 
-// The escapers, built once: a Replacer costs about 6 KB to build, and each render
-// quotes nine values (BenchmarkRenderDiff).
-var (
-	systemdEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`)
-	tomlEscaper    = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
-)
-
-// commonConfig renders the CloudWatch agent's common-config.toml with its [proxy]
-// table (aws/amazon-cloudwatch-agent, common-config.toml: http_proxy, https_proxy,
-// no_proxy).
-func commonConfig(proxyURL, noProxy string) []byte {
-	return []byte(header + "[proxy]\n" +
-		"    http_proxy = " + tomlQuote(proxyURL) + "\n" +
-		"    https_proxy = " + tomlQuote(proxyURL) + "\n" +
-		"    no_proxy = " + tomlQuote(noProxy) + "\n")
-}
-
-// tomlQuote writes a TOML basic string.
-func tomlQuote(s string) string {
-	return `"` + tomlEscaper.Replace(s) + `"`
-}
+// systemdEscaper is built once: a Replacer costs about 6 KB to build, and each render
+// quotes six values (BenchmarkRenderDiff).
+var systemdEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`)

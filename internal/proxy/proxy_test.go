@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/BurntSushi/toml"
 	"gopkg.in/ini.v1"
 
 	"github.com/firstrun/firstrun/internal/files"
@@ -73,7 +72,7 @@ func TestRender(t *testing.T) {
 		agent inputs.LogAgent
 		paths []string
 	}{
-		{inputs.LogAgentCloudWatch, append(dropIns[:2:2], hostpath.CloudWatchCommonConfig)},
+		{inputs.LogAgentCloudWatch, dropIns}, // common-config.toml is merged: internal/commonconfig
 		{inputs.LogAgentAwslogs, append(dropIns[:2:2], hostpath.AwslogsProxyConfig)},
 		{inputs.LogAgentNone, dropIns},
 	}
@@ -256,31 +255,6 @@ func TestDropIns(t *testing.T) {
 				t.Errorf("Environment values =\n%s\nwant\n%s", strings.Join(env, "\n"), strings.Join(want, "\n"))
 			}
 		})
-	}
-}
-
-// TestCloudWatchCommonConfig parses common-config.toml with a TOML parser.
-func TestCloudWatchCommonConfig(t *testing.T) {
-	data := byPath(t, proxy.Render(proxyConfig(t, inputs.LogAgentCloudWatch)), hostpath.CloudWatchCommonConfig)
-	var doc struct {
-		Proxy struct {
-			HTTPProxy  string `toml:"http_proxy"`
-			HTTPSProxy string `toml:"https_proxy"`
-			NoProxy    string `toml:"no_proxy"`
-		} `toml:"proxy"`
-	}
-	md, err := toml.Decode(string(data), &doc)
-	if err != nil {
-		t.Fatalf("parsing common-config.toml: %v\n%s", err, data)
-	}
-	if un := md.Undecoded(); len(un) > 0 {
-		t.Errorf("unexpected keys: %v", un)
-	}
-	if doc.Proxy.HTTPProxy != proxyURL || doc.Proxy.HTTPSProxy != proxyURL {
-		t.Errorf("http_proxy = %q, https_proxy = %q, want %q for both", doc.Proxy.HTTPProxy, doc.Proxy.HTTPSProxy, proxyURL)
-	}
-	if doc.Proxy.NoProxy != dockerNoProxy {
-		t.Errorf("no_proxy = %q, want %q", doc.Proxy.NoProxy, dockerNoProxy)
 	}
 }
 

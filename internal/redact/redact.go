@@ -36,6 +36,11 @@ func Text(s string) string {
 	return secretWord.ReplaceAllString(s, "${1}"+Mask)
 }
 
+// HasURLPassword reports whether text holds a scheme://user:password@ URL.
+func HasURLPassword(s string) bool {
+	return urlStart.MatchString(s) && hideURLPasswords(s) != s
+}
+
 // IsSecretKey reports whether a variable's value must never be shown.
 func IsSecretKey(key string) bool {
 	k := strings.ToUpper(key)

@@ -149,3 +149,18 @@ func TestPasswordsWithSpecialCharacters(t *testing.T) {
 		}
 	}
 }
+
+func TestHasURLPassword(t *testing.T) {
+	for s, want := range map[string]bool{
+		`{"HTTPS_PROXY": "http://bob:p%40ss@proxy:3128"}`: true,
+		"http_proxy = \"https://u:x@p:1\"\n":              true,
+		"HTTP_PROXY=http://bob@proxy:3128":                false, // a user name alone
+		"HTTP_PROXY=http://proxy:3128":                    false,
+		"bob:secret@proxy:3128":                           false, // no scheme: not a URL
+		"":                                                false,
+	} {
+		if got := HasURLPassword(s); got != want {
+			t.Errorf("HasURLPassword(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -1,5 +1,6 @@
-// Package state keeps what firstrun owns on the host: the files it wrote whole and the
-// keys it wrote into ecs.config. A rerun removes what an input no longer asks for, and
+// Package state keeps what firstrun owns on the host: the files it wrote whole, the
+// keys it wrote into ecs.config and the keys it wrote into the CloudWatch agent's
+// common-config.toml. A rerun removes what an input no longer asks for, and
 // never touches what firstrun did not write.
 package state
 
@@ -24,6 +25,10 @@ type State struct {
 	Files []string `json:"files"`
 	// ECSConfigKeys are the keys firstrun wrote into ecs.config.
 	ECSConfigKeys []string `json:"ecs_config_keys"`
+	// CommonConfigKeys are the keys firstrun wrote into the CloudWatch agent's
+	// common-config.toml, as TABLE.KEY; absent from the file when none, so that a state
+	// file without them reads and writes as before.
+	CommonConfigKeys []string `json:"common_config_keys,omitempty"`
 }
 
 // New returns a normalised State (sorted, without repeats).
@@ -51,18 +56,29 @@ func Parse(data []byte) (State, error) {
 	if s.Version != version {
 		return State{}, fmt.Errorf("parsing %s: version %d, this firstrun reads version %d", hostpath.StateFile, s.Version, version)
 	}
-	return New(s.Files, s.ECSConfigKeys), nil
+	return New(s.Files, s.ECSConfigKeys).WithCommonConfigKeys(s.CommonConfigKeys), nil
+}
+
+// WithCommonConfigKeys returns s owning keys of common-config.toml (and no others).
+func (s State) WithCommonConfigKeys(keys []string) State {
+	s.CommonConfigKeys = set(keys)
+	if len(s.CommonConfigKeys) == 0 {
+		s.CommonConfigKeys = nil
+	}
+	return s
 }
 
 // Union returns what either state owns: written before anything else, it keeps a
 // crash between two writes from leaving a file firstrun wrote but does not know of.
 func Union(a, b State) State {
-	return New(append(append([]string{}, a.Files...), b.Files...), append(append([]string{}, a.ECSConfigKeys...), b.ECSConfigKeys...))
+	return New(append(append([]string{}, a.Files...), b.Files...), append(append([]string{}, a.ECSConfigKeys...), b.ECSConfigKeys...)).
+		WithCommonConfigKeys(append(append([]string{}, a.CommonConfigKeys...), b.CommonConfigKeys...))
 }
 
 // Equal reports whether two states own the same.
 func (s State) Equal(o State) bool {
-	return slices.Equal(s.Files, o.Files) && slices.Equal(s.ECSConfigKeys, o.ECSConfigKeys)
+	return slices.Equal(s.Files, o.Files) && slices.Equal(s.ECSConfigKeys, o.ECSConfigKeys) &&
+		slices.Equal(s.CommonConfigKeys, o.CommonConfigKeys)
 }
 
 // Stale returns the files s owns that want does not list.

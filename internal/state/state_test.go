@@ -44,7 +44,7 @@ func TestUnionStaleOwned(t *testing.T) {
 	prev := New([]string{"/proxy", "/agent"}, []string{"HTTP_PROXY"})
 	want := []files.File{
 		{Path: "/agent", Content: []byte("x")},
-		{Path: "/etc/ecs/ecs.config", Merge: func(b []byte) []byte { return b }},
+		{Path: "/etc/ecs/ecs.config", Merge: func(b []byte) ([]byte, error) { return b, nil }},
 	}
 	if got := prev.Stale(want); strings.Join(got, ",") != "/proxy" {
 		t.Errorf("Stale = %v", got)
@@ -56,5 +56,29 @@ func TestUnionStaleOwned(t *testing.T) {
 	u := Union(prev, owned)
 	if strings.Join(u.Files, ",") != "/agent,/proxy" || strings.Join(u.ECSConfigKeys, ",") != "ECS_CLUSTER,HTTP_PROXY" {
 		t.Errorf("Union = %+v", u)
+	}
+}
+
+// TestCommonConfigKeys: the keys firstrun wrote into common-config.toml are kept,
+// joined by Union and compared by Equal; without any, the state file reads and writes
+// as before they existed.
+func TestCommonConfigKeys(t *testing.T) {
+	plain := New([]string{"/a"}, []string{"ECS_CLUSTER"})
+	if strings.Contains(string(plain.File().Content), "common_config") {
+		t.Errorf("state without common-config keys mentions them:\n%s", plain.File().Content)
+	}
+	keys := plain.WithCommonConfigKeys([]string{"proxy.no_proxy", "proxy.http_proxy", "proxy.http_proxy"})
+	if plain.Equal(keys) {
+		t.Error("Equal ignores common-config keys")
+	}
+	back, err := Parse(keys.File().Content)
+	if err != nil || !back.Equal(keys) || strings.Join(back.CommonConfigKeys, ",") != "proxy.http_proxy,proxy.no_proxy" {
+		t.Errorf("Parse(File()) = %+v, %v; want %+v", back, err, keys)
+	}
+	if u := Union(plain, keys); !u.Equal(keys) {
+		t.Errorf("Union = %+v, want %+v", u, keys)
+	}
+	if u := Union(keys, plain).WithCommonConfigKeys(nil); !u.Equal(plain) {
+		t.Errorf("dropping the keys: %+v, want %+v", u, plain)
 	}
 }

@@ -463,3 +463,97 @@ func TestScaleOutNobodyAwaitsTheSignal(t *testing.T) {
 		t.Errorf("CloudFormation got %d requests, want one refused:\n%s", len(signals), strings.Join(signals, "\n"))
 	}
 }
+
+// cwAgentRun waits, bounded, until the CloudWatch agent stand-in's latest start has
+// either started the agent or ended, and returns what that start logged.
+func (b *box) cwAgentRun() string {
+	b.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		j := b.sh("journalctl", "-u", "amazon-cloudwatch-agent.service", "--no-pager", "-o", "cat")
+		if i := strings.LastIndex(j, "starting fakecwagent"); i >= 0 {
+			j = j[i:]
+			if strings.Contains(j, "I! running") || strings.Contains(j, "E! ") || strings.Contains(j, "exit now") {
+				return j
+			}
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("the CloudWatch agent stand-in logged no outcome in 30 s:\n%s", j)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestCloudWatchAgentAcrossProxyChanges: the CloudWatch agent's start script needs
+// common-config.toml (the package ships it, comments only). firstrun adds its [proxy]
+// table, changes it, and removes it again, keeping the operator's [credentials] and
+// [ssl] byte for byte, and the agent starts every time (it used to fail for good once
+// the proxy was removed: firstrun deleted the file). The agent's translator copies the
+// proxy password into a 0644 env-config.json: --check warns, without failing.
+func TestCloudWatchAgentAcrossProxyChanges(t *testing.T) {
+	b := boot(t)
+	const cc = "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml"
+	shipped, err := b.s.ReadFile(b.ctx(10*time.Second), cc)
+	if err != nil || !strings.Contains(string(shipped), "# [proxy]") {
+		t.Fatalf("the sandbox's shipped common-config.toml: %v\n%s", err, shipped)
+	}
+	operator := string(shipped) + "\n[credentials]\n   shared_credential_profile = \"AmazonCloudWatchAgent\"\n\n[ssl]\n   ca_bundle_path = \"/etc/ssl/certs/ca-certificates.crt\"\n"
+	if err := b.s.WriteFile(b.ctx(10*time.Second), cc, []byte(operator), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	agentUp := func(step string) {
+		t.Helper()
+		if j := b.cwAgentRun(); !strings.Contains(j, "I! running") {
+			t.Errorf("%s: the CloudWatch agent did not start:\n%s", step, j)
+		}
+		if got := b.prop("amazon-cloudwatch-agent.service", "ActiveState"); got != "active" {
+			t.Errorf("%s: amazon-cloudwatch-agent.service is %s", step, got)
+		}
+	}
+
+	for _, proxy := range []string{"http://bob:p%40ss@proxy.example:3128", "http://proxy2.example:8080"} {
+		b.envFile(testenv.WithEnv(baseEnv, "PROXY_URL="+proxy)...)
+		b.mustRun()
+		agentUp("proxy " + proxy)
+		got := b.sh("cat", cc)
+		if !strings.HasPrefix(got+"\n", operator) || !strings.Contains(got, `https_proxy = "`+proxy+`"`) {
+			t.Errorf("proxy %s: common-config.toml lost the operator's settings or lacks the proxy:\n%s", proxy, got)
+		}
+		if env := b.sh("cat", "/opt/aws/amazon-cloudwatch-agent/etc/env-config.json"); !strings.Contains(env, `"HTTPS_PROXY": "`+proxy+`"`) ||
+			!strings.Contains(env, `"AWS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"`) {
+			t.Errorf("proxy %s: the agent's env-config.json:\n%s", proxy, env)
+		}
+		c := b.firstrun("--check")
+		exposed := strings.Contains(c.stdout, "WARN    proxy credentials") && strings.Contains(c.stdout, "env-config.json (mode 0644)")
+		if want := strings.Contains(proxy, "p%40ss"); exposed != want || c.code != 0 || strings.Contains(c.stdout, "p%40ss") {
+			t.Errorf("proxy %s: --check exit %d, warns of env-config.json: %v, want %v:\n%s", proxy, c.code, exposed, want, c.stdout)
+		}
+	}
+
+	b.envFile(baseEnv...)
+	r := b.mustRun()
+	if a := actions(r)[cc]; a != "updated" {
+		t.Errorf("common-config.toml: %q, want updated", a)
+	}
+	if got, err := b.s.ReadFile(b.ctx(10*time.Second), cc); err != nil || string(got) != operator {
+		t.Errorf("after the proxy was removed, common-config.toml (%v):\n%s\nwant the operator's file as it was:\n%s", err, got, operator)
+	}
+	agentUp("proxy removed")
+	if c := b.firstrun("--check"); c.code != 0 {
+		t.Errorf("--check after the proxy was removed: exit %d\n%s", c.code, c.stdout)
+	}
+
+	// `amazon-cloudwatch-agent-ctl -a fetch-config` keeps only the fetched file in the
+	// .d directory (cwa_config, multi_config=default: rm -f of every other file):
+	// --check says so, and the next run writes firstrun.json back.
+	const own = "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json"
+	b.sh("rm", "-f", own)
+	c := b.firstrun("--check")
+	if want := "missing: `amazon-cloudwatch-agent-ctl -a fetch-config` deletes the other files in amazon-cloudwatch-agent.d"; c.code != 9 || !strings.Contains(c.stdout, want) {
+		t.Errorf("--check after fetch-config: exit %d, want 9 and %q:\n%s", c.code, want, c.stdout)
+	}
+	if a := actions(b.mustRun())[own]; a != "created" {
+		t.Errorf("the rerun after fetch-config: firstrun.json %q, want created", a)
+	}
+	agentUp("firstrun.json written back")
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,89 +11,155 @@ import (
 const good = `{"logs":{"logs_collected":{"files":{"collect_list":[
  {"file_path":"/var/log/ecs/ecs-agent.log","log_group_name":"/s/ec2/g/var/log/ecs/ecs-agent.log","log_stream_name":"{instance_id}"}]}}}}`
 
+// shipped is the package's common-config.toml, comments only (as in the sandbox).
+const shipped = "# This common-config is used to configure items used for both ssm and cloudwatch access\n# [proxy]\n#    http_proxy = \"{http_url}\"\n"
+
 func write(t *testing.T, dir, name, data string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func TestLoadConfigs(t *testing.T) {
+// testPaths lays out an agent etc directory in a temporary directory.
+func testPaths(t *testing.T) paths {
 	dir := t.TempDir()
-	write(t, dir, "firstrun.json", good)
-	write(t, dir, "firstrun.json.tmp", "{half")
-	write(t, dir, "notes.txt", "not json")
-	configs, err := loadConfigs(dir)
+	p := paths{
+		JSON:   filepath.Join(dir, "amazon-cloudwatch-agent.json"),
+		Dir:    filepath.Join(dir, "amazon-cloudwatch-agent.d"),
+		Common: filepath.Join(dir, "common-config.toml"),
+		Env:    filepath.Join(dir, "env-config.json"),
+	}
+	if err := os.MkdirAll(p.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestStartNeedsCommonConfig: the start script always passes common-config.toml to the
+// translator, which exits 1 when it is missing or not TOML.
+func TestStartNeedsCommonConfig(t *testing.T) {
+	for _, tc := range []struct{ name, common, want string }{
+		{"missing", "", "E! Failed to open common-config file"},
+		{"malformed", "[proxy\nhttp_proxy = 1\n", "E! Failed to parse common-config file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := testPaths(t)
+			write(t, p.Dir, "firstrun.json", good)
+			if tc.common != "" {
+				write(t, filepath.Dir(p.Common), "common-config.toml", tc.common)
+			}
+			var out strings.Builder
+			code, run := start(&out, p)
+			if code != 1 || run {
+				t.Errorf("start = %d, %v; want exit 1", code, run)
+			}
+			for _, want := range []string{tc.want, "E! Cannot translate JSON config into TOML, ERROR is exit status 1"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("output lacks %q:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}
+
+// TestStartWritesEnvConfig: the proxy of common-config.toml goes to env-config.json,
+// mode 0644, and the agent logs it in clear, as the real one does.
+func TestStartWritesEnvConfig(t *testing.T) {
+	p := testPaths(t)
+	write(t, p.Dir, "firstrun.json", good)
+	write(t, filepath.Dir(p.Common), "common-config.toml", shipped+"[ssl]\nca_bundle_path = \"/etc/pki/x.pem\"\n[proxy]\nhttp_proxy = \"http://u:p@h:1\"\nhttps_proxy = \"http://u:p@h:1\"\nno_proxy = \"169.254.169.254\"\n")
+	var out strings.Builder
+	if code, run := start(&out, p); !run {
+		t.Fatalf("start = %d, not running:\n%s", code, out.String())
+	}
+	data, err := os.ReadFile(p.Env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(configs) != 1 || len(configs[0].Files) != 1 || configs[0].Files[0].FilePath != "/var/log/ecs/ecs-agent.log" {
-		t.Errorf("got %+v", configs)
+	var env map[string]string
+	if err := json.Unmarshal(data, &env); err != nil {
+		t.Fatal(err)
 	}
-}
-
-func TestLoadConfigsReportsEveryInvalidFile(t *testing.T) {
-	dir := t.TempDir()
-	write(t, dir, "a.json", good)
-	write(t, dir, "b.json", "{not json")
-	write(t, dir, "c.json", `{"logs":{"logs_collected":{}}}`)
-	write(t, dir, "d.json", `{} {}`)
-	_, err := loadConfigs(dir)
-	if err == nil {
-		t.Fatal("no error")
+	want := map[string]string{"HTTP_PROXY": "http://u:p@h:1", "HTTPS_PROXY": "http://u:p@h:1", "NO_PROXY": "169.254.169.254", "AWS_CA_BUNDLE": "/etc/pki/x.pem"}
+	for k, v := range want {
+		if env[k] != v {
+			t.Errorf("env-config.json %s = %q, want %q", k, env[k], v)
+		}
 	}
-	for _, want := range []string{"b.json: invalid JSON", "c.json: no logs.logs_collected.files.collect_list", "d.json: invalid JSON"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q lacks %q", err, want)
+	if fi, _ := os.Stat(p.Env); fi.Mode().Perm() != 0o644 {
+		t.Errorf("env-config.json mode %04o, want 0644", fi.Mode().Perm())
+	}
+	for _, want := range []string{`HTTPS_PROXY is set to "http://u:p@h:1"`, "collect /var/log/ecs/ecs-agent.log", "1 log source(s)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
 }
 
-func TestLoadConfigsEmpty(t *testing.T) {
-	if _, err := loadConfigs(t.TempDir()); err == nil || !strings.Contains(err.Error(), "no *.json") {
-		t.Errorf("err = %v", err)
+// TestScanReadsEveryFile: the translator walks the .d directory in lexical order,
+// dot files included, *.tmp only outside "remove" mode; the first file that is not a
+// JSON object stops the walk, and what was read before it is kept.
+func TestScanReadsEveryFile(t *testing.T) {
+	p := testPaths(t)
+	write(t, p.Dir, "b.json", good)
+	write(t, p.Dir, "notes.txt", `{}`)
+	write(t, p.Dir, "sub/c.json", good)
+	write(t, p.Dir, ".firstrun.json.firstrun-1.tmp", `{"half`)
+	names := func(ls []loaded) string {
+		var out []string
+		for _, l := range ls {
+			out = append(out, strings.TrimPrefix(l.Path, p.Dir+"/"))
+		}
+		return strings.Join(out, " ")
 	}
-	if _, err := loadConfigs(filepath.Join(t.TempDir(), "missing")); err == nil {
-		t.Error("missing directory: no error")
+	// The start script: *.tmp skipped, every other file read, text files too.
+	got, walkErr, fatal := scan(p, "remove")
+	if walkErr != nil || fatal != nil || names(got) != "b.json notes.txt sub/c.json" {
+		t.Errorf("remove: %q, %v, %v", names(got), walkErr, fatal)
+	}
+	// append-config: the half-written dot file is read first and stops the walk.
+	got, walkErr, _ = scan(p, "append")
+	if walkErr == nil || !strings.Contains(walkErr.Error(), "unable to scan config dir") || len(got) != 0 {
+		t.Errorf("append: %q, %v; want the walk stopped at the temp file, nothing read", names(got), walkErr)
+	}
+	// A dot file that is not JSON stops the start script's walk too.
+	write(t, p.Dir, ".a-note", "not json")
+	got, walkErr, _ = scan(p, "remove")
+	if walkErr == nil || len(got) != 0 {
+		t.Errorf("remove with a dot file: %q, %v", names(got), walkErr)
 	}
 }
 
-func TestProxySection(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "common-config.toml")
-	if got, err := proxySection(p); got != nil || err != nil {
-		t.Errorf("missing file: %v, %v", got, err)
-	}
-	write(t, dir, "common-config.toml", `# comment
-[credentials]
-   shared_credential_profile = "x"
-[proxy]
-   http_proxy = "http://user:secret@proxy.example:3128"
-   no_proxy = "169.254.169.254"
-`)
-	got, err := proxySection(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{`http_proxy = "http://user:REDACTED@proxy.example:3128"`, `no_proxy = "169.254.169.254"`}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("got %q, want %q", got, want)
-	}
-}
-
-func TestReport(t *testing.T) {
-	dir := t.TempDir()
-	write(t, dir, "firstrun.json", good)
+// TestStartWithoutConfiguration: nothing to translate (no file, or the walk stopped
+// before the first one) ends the start script with exit 0, the agent not running.
+func TestStartWithoutConfiguration(t *testing.T) {
+	p := testPaths(t)
+	write(t, filepath.Dir(p.Common), "common-config.toml", shipped)
+	write(t, p.Dir, ".broken", "{")
+	write(t, p.Dir, "firstrun.json", good)
 	var out strings.Builder
-	if !report(&out, dir, filepath.Join(dir, "none.toml")) {
-		t.Errorf("valid configuration rejected:\n%s", out.String())
+	code, run := start(&out, p)
+	if code != 0 || run {
+		t.Errorf("start = %d, %v; want exit 0, not running", code, run)
 	}
-	if !strings.Contains(out.String(), "collect /var/log/ecs/ecs-agent.log") {
-		t.Errorf("output:\n%s", out.String())
+	for _, want := range []string{"unable to scan config dir", "No json config files found"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
-	write(t, dir, "bad.json", "[")
-	out.Reset()
-	if report(&out, dir, filepath.Join(dir, "none.toml")) || !strings.Contains(out.String(), "E! invalid configuration") {
-		t.Errorf("invalid configuration accepted:\n%s", out.String())
+}
+
+func TestStartRejectsSchema(t *testing.T) {
+	p := testPaths(t)
+	write(t, filepath.Dir(p.Common), "common-config.toml", shipped)
+	write(t, p.Dir, "x.json", `{"logs":{"logs_collected":{"files":{"collect_list":[{"log_group_name":"g"}]}}}}`)
+	var out strings.Builder
+	if code, run := start(&out, p); code != 1 || run {
+		t.Errorf("start = %d, %v; want exit 1\n%s", code, run, out.String())
 	}
 }

@@ -85,7 +85,9 @@ provision() {
 		WantedBy=multi-user.target
 	EOF
 
-	# The CloudWatch agent, shaped like the package's unit.
+	# The CloudWatch agent, as the package's unit (aws/amazon-cloudwatch-agent
+	# packaging/dependencies/amazon-cloudwatch-agent.service): its start script runs
+	# the translator, then the agent; fakecwagent stands in for all three.
 	write_file "$root/etc/systemd/system/amazon-cloudwatch-agent.service" 0644 <<-'EOF'
 		# Sandbox stand-in for the amazon-cloudwatch-agent package's unit.
 		[Unit]
@@ -94,7 +96,7 @@ provision() {
 
 		[Service]
 		Type=simple
-		ExecStart=/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent
+		ExecStart=/opt/aws/amazon-cloudwatch-agent/bin/start-amazon-cloudwatch-agent
 		KillMode=process
 		Restart=on-failure
 		RestartSec=60s
@@ -105,6 +107,35 @@ provision() {
 	local cw=$root/opt/aws/amazon-cloudwatch-agent
 	mkdir -p "$cw/bin" "$cw/etc/amazon-cloudwatch-agent.d" "$cw/logs" "$root/opt/sandbox/bin"
 	ln -sfn /opt/sandbox/bin/fakecwagent "$cw/bin/amazon-cloudwatch-agent"
+	ln -sfn /opt/sandbox/bin/fakecwagent "$cw/bin/start-amazon-cloudwatch-agent"
+	# The package ships common-config.toml, comments only, as a configuration file it
+	# never replaces; the start script fails without it (cfg/commonconfig/common-config.toml).
+	write_file "$cw/etc/common-config.toml" 0644 <<-'EOF'
+		# This common-config is used to configure items used for both ssm and cloudwatch access
+
+
+		## Configuration for shared credential.
+		## Default credential strategy will be used if it is absent here:
+		## 	Instance role is used for EC2 case by default.
+		##	AmazonCloudWatchAgent profile is used for onPremise case by default.
+		# [credentials]
+		#    shared_credential_profile = "{profile_name}"
+		#    shared_credential_file = "{file_name}"
+
+
+		## Configuration for proxy.
+		## System-wide environment-variable will be read if it is absent here.
+		## i.e. HTTP_PROXY/http_proxy; HTTPS_PROXY/https_proxy; NO_PROXY/no_proxy
+		## Note: system-wide environment-variable is not accessible when using ssm run-command.
+		## Absent in both here and environment-variable means no proxy will be used.
+		# [proxy]
+		#    http_proxy = "{http_url}"
+		#    https_proxy = "{https_url}"
+		#    no_proxy = "{domain}"
+
+		# [ssl]
+		#    ca_bundle_path = "{ca_bundle_file_path}"
+	EOF
 
 	# What firstrun writes or checks starts empty: no config, no agent checkpoint.
 	mkdir -p "$root/etc/ecs" "$root/var/lib/ecs/data" "$root/var/log/ecs"

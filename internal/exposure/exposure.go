@@ -1,0 +1,108 @@
+// Package exposure finds proxy credentials (a scheme://user:password@ URL) in files that
+// every local user can read: for --check's warning. firstrun writes its own files 0600,
+// but the CloudWatch agent's config translator copies common-config.toml's [proxy] into
+// env-config.json with mode 0644 at each start (aws/amazon-cloudwatch-agent
+// translator/cmdutil TranslateJsonMapToEnvConfigFile), which firstrun cannot change.
+package exposure
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/firstrun/firstrun/internal/hostpath"
+	"github.com/firstrun/firstrun/internal/redact"
+)
+
+// Paths are the host paths that may hold the proxy URL: the files firstrun writes it
+// into, its env file, and what the CloudWatch agent's translator derives from them.
+var Paths = []string{
+	hostpath.EnvFile,
+	hostpath.ECSConfig,
+	hostpath.ECSProxyDropIn,
+	hostpath.DockerProxyDropIn,
+	hostpath.CloudWatchCommonConfig,
+	hostpath.CloudWatchEnvConfig,
+	hostpath.AwslogsProxyConfig,
+}
+
+// maxRead bounds what is read of a file: these are small configuration files.
+const maxRead = 1 << 20
+
+// Finding is a file holding a proxy credential that any local user can read.
+type Finding struct {
+	// Path is the host path.
+	Path string
+	// Mode is the file's permission bits.
+	Mode fs.FileMode
+}
+
+func (f Finding) String() string {
+	return fmt.Sprintf("%s (mode %04o)", f.Path, f.Mode)
+}
+
+// Find returns, among paths under root, the regular files that hold a URL with a
+// password and that every local user can read: the file readable by others and each
+// directory above it, up to the root, searchable by others. Missing files are skipped;
+// a file that cannot be read is an error naming it (the others are still checked).
+func Find(root hostpath.Root, paths []string) ([]Finding, error) {
+	var out []Finding
+	var errs []error
+	for _, p := range paths {
+		real := root.Join(p)
+		fi, err := os.Lstat(real)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !fi.Mode().IsRegular() || !worldReadable(string(root), real, fi.Mode()) {
+			continue
+		}
+		data, err := readHead(real)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if redact.HasURLPassword(string(data)) {
+			out = append(out, Finding{Path: p, Mode: fi.Mode().Perm()})
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// worldReadable says others may read the file and search every directory above it
+// within root.
+func worldReadable(root, real string, mode fs.FileMode) bool {
+	if mode.Perm()&0o004 == 0 {
+		return false
+	}
+	root = filepath.Clean(root)
+	for dir := filepath.Dir(real); ; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if dir == root || dir == filepath.Dir(dir) {
+			return true
+		}
+	}
+}
+
+func readHead(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxRead))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", p, err)
+	}
+	return data, nil
+}
