@@ -51,6 +51,7 @@ e2e: ## Run only the end-to-end tests in the sandbox instance (root)
 fuzz: ## Run each fuzz target for FUZZTIME
 	$(GO) test -run='^$$' -fuzz='^FuzzValidate$$' -fuzztime=$(FUZZTIME) ./internal/inputs
 	$(GO) test -run='^$$' -fuzz='^FuzzMerge$$' -fuzztime=$(FUZZTIME) ./internal/ecsconfig
+	$(GO) test -run='^$$' -fuzz='^FuzzMerge$$' -fuzztime=$(FUZZTIME) ./internal/commonconfig
 
 lint: ## gofmt check, go vet, shellcheck of every shell script
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
