@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -358,5 +359,78 @@ func TestFleetCheckSummary(t *testing.T) {
 	}
 	if err := exec.Command("bash", "fleet-check-summary.sh").Run(); !errors.As(err, &exit) || exit.ExitCode() != 2 {
 		t.Errorf("no argument: %v, want exit 2", err)
+	}
+}
+
+// TestFleetSweepOnRealReports runs the real firstrun --check --output json as SSM Run
+// Command does, with no terminal (a new session, stdin /dev/null), on two scratch
+// roots: one where firstrun ran (every check holds, exit 0) and an empty one (checks
+// fail, exit 9); the summary script reads those reports and names the failing
+// instance and its checks.
+func TestFleetSweepOnRealReports(t *testing.T) {
+	for _, tool := range []string{"bash", "jq", "awk"} {
+		_, err := exec.LookPath(tool)
+		testenv.Need(t, err == nil, tool)
+	}
+	bin := filepath.Join(t.TempDir(), "firstrun")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/firstrun").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	env := []string{"PATH=/usr/bin:/bin", "FIRSTRUN_IMDS=off", "ECS_CLUSTER=prod", "FIRSTRUN_LOG_AGENT=none"}
+	good, empty := t.TempDir(), t.TempDir()
+	run := exec.Command(bin, "--root", good)
+	run.Env = env
+	if out, err := run.CombinedOutput(); err != nil {
+		t.Fatalf("firstrun: %v\n%s", err, out)
+	}
+	reports := t.TempDir()
+	var failed []check // the failing instance's failed checks, as its report says
+	for _, tc := range []struct {
+		id, root string
+		code     int
+	}{{"i-0aaaaaaaaaaaaaaa1", good, 0}, {"i-0bbbbbbbbbbbbbbb2", empty, 9}} {
+		check := exec.Command(bin, "--root", tc.root, "--check", "--output", "json")
+		check.Env = env
+		check.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no controlling terminal
+		var stdout, stderr bytes.Buffer
+		check.Stdout, check.Stderr = &stdout, &stderr
+		err := check.Run()
+		if code := check.ProcessState.ExitCode(); code != tc.code {
+			t.Fatalf("%s: --check exit %d (%v), want %d\n%s%s", tc.id, code, err, tc.code, stdout.String(), stderr.String())
+		}
+		var r report
+		dec := json.NewDecoder(bytes.NewReader(stdout.Bytes()))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&r); err != nil || r.OK != (tc.code == 0) || len(r.Checks) == 0 {
+			t.Fatalf("%s: report %+v, %v\n%s", tc.id, r, err, stdout.String())
+		}
+		if err := os.WriteFile(filepath.Join(reports, tc.id+".json"), stdout.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range r.Checks {
+			if c.Status == "FAIL" {
+				failed = append(failed, c)
+			}
+		}
+	}
+	if len(failed) == 0 {
+		t.Fatal("the empty root's report has no failed check")
+	}
+	out, err := exec.Command("bash", "fleet-check-summary.sh", reports).Output()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("summary exit: %v\n%s", err, out)
+	}
+	if !strings.HasPrefix(string(out), "2 instances: 1 all checks ok, 1 failing, 0 without a report\n") {
+		t.Errorf("summary:\n%s", out)
+	}
+	for _, c := range failed {
+		row := regexp.MustCompile(`(?m)^i-0bbbbbbbbbbbbbbb2 +` + regexp.QuoteMeta(c.Name) + ` +` + regexp.QuoteMeta(strings.NewReplacer("\t", " ", "\n", " ").Replace(c.Detail)) + `$`)
+		if !row.Match(out) {
+			t.Errorf("no row for failed check %q (%s):\n%s", c.Name, c.Detail, out)
+		}
+	}
+	if strings.Contains(string(out), "i-0aaaaaaaaaaaaaaa1") {
+		t.Errorf("the healthy instance is listed:\n%s", out)
 	}
 }
