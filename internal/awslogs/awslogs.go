@@ -21,11 +21,24 @@ const Mode = 0o644
 // instanceID is the agents' own placeholder for the instance id, filled in at run time.
 const instanceID = "{instance_id}"
 
-// Render returns the files of the configured log agent, none for "none".
+// Options are what the installed agent can do, found on the host (not an input).
+type Options struct {
+	// Journald is true when the CloudWatch agent collects journald units
+	// (cwagent.ProbeJournald): the journal of logsources.Journald is shipped too.
+	Journald bool
+}
+
+// Render returns the files of the configured log agent, none for "none", for an agent
+// that does not collect journald units.
 func Render(cfg inputs.Config) []files.File {
+	return RenderWith(cfg, Options{})
+}
+
+// RenderWith returns the files of the configured log agent, none for "none".
+func RenderWith(cfg inputs.Config, opts Options) []files.File {
 	switch cfg.LogAgent {
 	case inputs.LogAgentCloudWatch:
-		return []files.File{{Path: hostpath.CloudWatchAgentConfig, Mode: Mode, Content: CloudWatchConfig(cfg)}}
+		return []files.File{{Path: hostpath.CloudWatchAgentConfig, Mode: Mode, Content: CloudWatchConfig(cfg, opts)}}
 	case inputs.LogAgentAwslogs:
 		return []files.File{
 			{Path: hostpath.AwslogsCLIConfig, Mode: Mode, Content: AwscliConfig(cfg)},
@@ -44,7 +57,20 @@ type cwLogs struct {
 }
 
 type cwCollected struct {
-	Files cwFiles `json:"files"`
+	Files    cwFiles     `json:"files"`
+	Journald *cwJournald `json:"journald,omitempty"`
+}
+
+type cwJournald struct {
+	CollectList []cwUnit `json:"collect_list"`
+}
+
+// cwUnit is one journald collect_list entry (aws/amazon-cloudwatch-agent,
+// translator/config/sampleSchema/validLogJournald.json).
+type cwUnit struct {
+	Units         []string `json:"units"`
+	LogGroupName  string   `json:"log_group_name"`
+	LogStreamName string   `json:"log_stream_name"`
 }
 
 type cwFiles struct {
@@ -59,10 +85,11 @@ type cwFile struct {
 	Timezone        string `json:"timezone,omitempty"`
 }
 
-// CloudWatchConfig renders the CloudWatch agent's JSON: logs.logs_collected.files.
-// It holds only the logs section, so it merges with other files an image may put in
+// CloudWatchConfig renders the CloudWatch agent's JSON: logs.logs_collected.files, and
+// with opts.Journald logs.logs_collected.journald, a unit a log group. It holds only
+// the logs section, so it merges with other files an image may put in
 // amazon-cloudwatch-agent.d (metrics, say).
-func CloudWatchConfig(cfg inputs.Config) []byte {
+func CloudWatchConfig(cfg inputs.Config, opts Options) []byte {
 	var c cwConfig
 	for _, s := range logsources.CloudWatch {
 		c.Logs.LogsCollected.Files.CollectList = append(c.Logs.LogsCollected.Files.CollectList, cwFile{
@@ -72,6 +99,17 @@ func CloudWatchConfig(cfg inputs.Config) []byte {
 			TimestampFormat: s.TimestampFormat,
 			Timezone:        s.Timezone,
 		})
+	}
+	if opts.Journald {
+		j := &cwJournald{}
+		for _, u := range logsources.Journald {
+			j.CollectList = append(j.CollectList, cwUnit{
+				Units:         []string{u.Name},
+				LogGroupName:  logsources.GroupName(cfg.StackName, cfg.AutoscalingGroup, u.Suffix),
+				LogStreamName: instanceID,
+			})
+		}
+		c.Logs.LogsCollected.Journald = j
 	}
 	out, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
@@ -85,11 +123,12 @@ func AwscliConfig(cfg inputs.Config) []byte {
 	return []byte("[plugins]\ncwlogs = cwlogs\n[default]\nregion = " + cfg.Region + "\n")
 }
 
-// AwslogsConfig renders /etc/awslogs/awslogs.conf with the chapter's six log files.
+// AwslogsConfig renders /etc/awslogs/awslogs.conf with the chapter's six log files,
+// then firstrun's own.
 func AwslogsConfig(cfg inputs.Config) []byte {
 	var b strings.Builder
 	b.WriteString("[general]\nstate_file = /var/lib/awslogs/agent-state\n")
-	for _, s := range logsources.Awslogs {
+	for _, s := range append(append([]logsources.Source(nil), logsources.Awslogs...), logsources.Firstrun...) {
 		// The section is the file without the rotation glob, as in the chapter.
 		fmt.Fprintf(&b, "\n[%s]\n", strings.TrimSuffix(s.File, "*"))
 		fmt.Fprintf(&b, "file = %s\n", s.File)

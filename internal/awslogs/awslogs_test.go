@@ -53,16 +53,22 @@ func renderOne(t *testing.T, cfg inputs.Config, path string) []byte {
 
 func TestRender(t *testing.T) {
 	tests := []struct {
-		agent inputs.LogAgent
-		paths []string
+		agent    inputs.LogAgent
+		journald bool
+		paths    []string
 	}{
-		{inputs.LogAgentCloudWatch, []string{hostpath.CloudWatchAgentConfig}},
-		{inputs.LogAgentAwslogs, []string{hostpath.AwslogsCLIConfig, hostpath.AwslogsConfig}},
-		{inputs.LogAgentNone, nil},
+		{inputs.LogAgentCloudWatch, false, []string{hostpath.CloudWatchAgentConfig}},
+		{inputs.LogAgentCloudWatch, true, []string{hostpath.CloudWatchAgentConfig}},
+		{inputs.LogAgentAwslogs, false, []string{hostpath.AwslogsCLIConfig, hostpath.AwslogsConfig}},
+		{inputs.LogAgentNone, false, nil},
 	}
 	for _, tt := range tests {
-		t.Run(string(tt.agent), func(t *testing.T) {
-			got := awslogs.Render(chapterConfig(tt.agent))
+		name := string(tt.agent)
+		if tt.journald {
+			name += "-journald"
+		}
+		t.Run(name, func(t *testing.T) {
+			got := awslogs.RenderWith(chapterConfig(tt.agent), awslogs.Options{Journald: tt.journald})
 			var paths []string
 			for _, f := range got {
 				paths = append(paths, f.Path)
@@ -82,7 +88,10 @@ func TestRender(t *testing.T) {
 			if strings.Join(paths, " ") != strings.Join(tt.paths, " ") {
 				t.Errorf("paths = %q, want %q", paths, tt.paths)
 			}
-			testenv.Golden(t, string(tt.agent), testenv.Dump(got))
+			testenv.Golden(t, name, testenv.Dump(got))
+			if !tt.journald && !bytes.Equal(testenv.Dump(awslogs.Render(chapterConfig(tt.agent))), testenv.Dump(got)) {
+				t.Error("Render differs from RenderWith without journald")
+			}
 		})
 	}
 }
@@ -120,6 +129,9 @@ func TestCloudWatchConfigContent(t *testing.T) {
 		{"/var/log/ecs/audit.log*", groupPrefix + "/var/log/ecs/audit.log", "{instance_id}", "%Y-%m-%dT%H:%M:%SZ", "UTC"},
 		{"/var/log/cloud-init.log", groupPrefix + "/var/log/cloud-init", "{instance_id}", "", ""},
 		{"/var/log/cloud-init-output.log", groupPrefix + "/var/log/cloud-init-output", "{instance_id}", "", ""},
+		// firstrun's own log and metrics, each in a group of its own.
+		{"/var/log/firstrun/firstrun.log", groupPrefix + "/var/log/firstrun/firstrun", "{instance_id}", "", ""},
+		{"/var/log/firstrun/metrics.log", groupPrefix + "/var/log/firstrun/metrics", "{instance_id}", "", ""},
 	}
 	got := doc.Logs.LogsCollected.Files.CollectList
 	if len(got) != len(want) {
@@ -169,9 +181,62 @@ func parseJSON(t *testing.T, data []byte) any {
 
 func TestCloudWatchConfigMatchesSchema(t *testing.T) {
 	sch := loadSchema(t)
-	data := renderOne(t, chapterConfig(inputs.LogAgentCloudWatch), hostpath.CloudWatchAgentConfig)
-	if err := sch.Validate(parseJSON(t, data)); err != nil {
-		t.Errorf("the rendered agent configuration breaks the schema: %v\n%s", err, data)
+	for _, journald := range []bool{false, true} {
+		data := awslogs.CloudWatchConfig(chapterConfig(inputs.LogAgentCloudWatch), awslogs.Options{Journald: journald})
+		if err := sch.Validate(parseJSON(t, data)); err != nil {
+			t.Errorf("the rendered agent configuration (journald %v) breaks the schema: %v\n%s", journald, err, data)
+		}
+	}
+}
+
+// TestJournald: with an agent that collects journald units, each of docker.service,
+// ecs.service and firstrun.service goes to a group of its own in the same scheme,
+// streams named after the instance; with an older agent there is no journald section
+// (the agent would refuse the key it does not know).
+func TestJournald(t *testing.T) {
+	type unit struct {
+		Units         []string `json:"units"`
+		LogGroupName  string   `json:"log_group_name"`
+		LogStreamName string   `json:"log_stream_name"`
+	}
+	var doc struct {
+		Logs struct {
+			LogsCollected struct {
+				Files    json.RawMessage `json:"files"`
+				Journald *struct {
+					CollectList []unit `json:"collect_list"`
+				} `json:"journald"`
+			} `json:"logs_collected"`
+		} `json:"logs"`
+	}
+	data := awslogs.CloudWatchConfig(chapterConfig(inputs.LogAgentCloudWatch), awslogs.Options{Journald: true})
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil || doc.Logs.LogsCollected.Journald == nil {
+		t.Fatalf("decoding: %v\n%s", err, data)
+	}
+	got := doc.Logs.LogsCollected.Journald.CollectList
+	want := []unit{
+		{[]string{"docker.service"}, groupPrefix + "/journal/docker.service", "{instance_id}"},
+		{[]string{"ecs.service"}, groupPrefix + "/journal/ecs.service", "{instance_id}"},
+		{[]string{"firstrun.service"}, groupPrefix + "/journal/firstrun.service", "{instance_id}"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("journald collect_list = %+v", got)
+	}
+	for i := range want {
+		if strings.Join(got[i].Units, ",") != strings.Join(want[i].Units, ",") || got[i].LogGroupName != want[i].LogGroupName || got[i].LogStreamName != want[i].LogStreamName {
+			t.Errorf("journald collect_list[%d] = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	old := awslogs.CloudWatchConfig(chapterConfig(inputs.LogAgentCloudWatch), awslogs.Options{})
+	if bytes.Contains(old, []byte("journald")) {
+		t.Errorf("an older agent's configuration names journald:\n%s", old)
+	}
+	// awslogs (Amazon Linux 2) reads no journal: the option changes nothing there.
+	cfg := chapterConfig(inputs.LogAgentAwslogs)
+	if !bytes.Equal(testenv.Dump(awslogs.RenderWith(cfg, awslogs.Options{Journald: true})), testenv.Dump(awslogs.Render(cfg))) {
+		t.Error("the journald option changes awslogs' files")
 	}
 }
 
@@ -240,6 +305,9 @@ func TestAwslogsConf(t *testing.T) {
 		{"/var/log/ecs/ecs-init.log", "/var/log/ecs/ecs-init.log*", "/var/log/ecs/ecs-init", ecsTime},
 		{"/var/log/ecs/ecs-agent.log", "/var/log/ecs/ecs-agent.log*", "/var/log/ecs/ecs-agent", ecsTime},
 		{"/var/log/ecs/audit.log", "/var/log/ecs/audit.log*", "/var/log/ecs/audit.log", ecsTime},
+		// firstrun's own, after the chapter's.
+		{"/var/log/firstrun/firstrun.log", "/var/log/firstrun/firstrun.log", "/var/log/firstrun/firstrun", nil},
+		{"/var/log/firstrun/metrics.log", "/var/log/firstrun/metrics.log", "/var/log/firstrun/metrics", nil},
 	}
 	order := []string{"general"}
 	want := map[string]map[string]string{
@@ -315,6 +383,8 @@ func seedHeredoc(t *testing.T, script, path string) string {
 
 // TestAwslogsMatchesChapter compares the awslogs files with the chapter's, which the
 // seed script writes with here-documents, its variables expanded with the same names.
+// awslogs.conf starts with the chapter's content, byte for byte; firstrun's own
+// sections follow it (TestAwslogsConf checks them).
 func TestAwslogsMatchesChapter(t *testing.T) {
 	path := testenv.NeedShared(t, "reference/seed-firstrun.sh")
 	script, err := os.ReadFile(path)
@@ -325,7 +395,11 @@ func TestAwslogsMatchesChapter(t *testing.T) {
 	cfg := chapterConfig(inputs.LogAgentAwslogs)
 	for _, p := range []string{hostpath.AwslogsCLIConfig, hostpath.AwslogsConfig} {
 		want := expand.Replace(seedHeredoc(t, string(script), p))
-		if got := string(renderOne(t, cfg, p)); got != want {
+		got := string(renderOne(t, cfg, p))
+		if p == hostpath.AwslogsConfig {
+			got, _, _ = strings.Cut(got, "\n[/var/log/firstrun/") // keeps the chapter's last newline
+		}
+		if got != want {
 			t.Errorf("%s differs from the chapter's\n--- got ---\n%s\n--- chapter ---\n%s", p, got, want)
 		}
 	}

@@ -22,6 +22,13 @@ const (
 	CloudInitInstanceID = "/var/lib/cloud/data/instance-id"
 	// ECSAgentLog is the ECS agent's log; its last lines go into a health diagnosis.
 	ECSAgentLog = "/var/log/ecs/ecs-agent.log"
+	// FirstrunLog is firstrun's own log, JSON lines, shipped by the log agent.
+	FirstrunLog = "/var/log/firstrun/firstrun.log"
+	// MetricsLog holds one CloudWatch embedded metric format record a run, shipped by
+	// the log agent (internal/emf).
+	MetricsLog = "/var/log/firstrun/metrics.log"
+	// ProcStat is the kernel's statistics; its btime line is the boot time.
+	ProcStat = "/proc/stat"
 
 	// ECSConfig is read by ecs-init and, as an EnvironmentFile, by ecs.service.
 	ECSConfig = "/etc/ecs/ecs.config"
@@ -34,6 +41,10 @@ const (
 	CloudWatchAgentDir = "/opt/aws/amazon-cloudwatch-agent"
 	// CloudWatchAgentBinary tells that the CloudWatch agent is installed.
 	CloudWatchAgentBinary = CloudWatchAgentDir + "/bin/amazon-cloudwatch-agent"
+	// CloudWatchAgentVersion holds the installed agent's version, one line such as
+	// 1.300060.0b1234 (aws/amazon-cloudwatch-agent: the Makefile's create-version-file
+	// writes it, cfg/agentinfo reads it next to the binary).
+	CloudWatchAgentVersion = CloudWatchAgentDir + "/bin/CWAGENT_VERSION"
 	// CloudWatchAgentConfig is firstrun's own file in the agent's JSON directory: the
 	// agent's start script translates amazon-cloudwatch-agent.json and every file in
 	// amazon-cloudwatch-agent.d/ (aws/amazon-cloudwatch-agent,

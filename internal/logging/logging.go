@@ -18,10 +18,7 @@ const (
 
 // New returns a logger writing to w in format (console or json), at info level.
 func New(w io.Writer, format string) (*zap.Logger, error) {
-	ec := zap.NewProductionEncoderConfig()
-	ec.TimeKey = "time"
-	ec.EncodeTime = zapcore.ISO8601TimeEncoder
-	ec.EncodeDuration = zapcore.StringDurationEncoder
+	ec := encoderConfig()
 	var enc zapcore.Encoder
 	switch format {
 	case Console:
@@ -34,4 +31,14 @@ func New(w io.Writer, format string) (*zap.Logger, error) {
 	}
 	core := zapcore.NewCore(enc, zapcore.AddSync(w), zapcore.InfoLevel)
 	return zap.New(core), nil
+}
+
+// encoderConfig is the encoding of every log line: ISO 8601 times under "time",
+// durations as strings.
+func encoderConfig() zapcore.EncoderConfig {
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey = "time"
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	ec.EncodeDuration = zapcore.StringDurationEncoder
+	return ec
 }

@@ -3,6 +3,8 @@
 // renderers share it.
 package logsources
 
+import "github.com/firstrun/firstrun/internal/hostpath"
+
 // Source is one log file and the log group it goes to.
 type Source struct {
 	// File is the path (a glob for rotated files) the agent reads.
@@ -27,14 +29,43 @@ var ecs = []Source{
 	{File: "/var/log/ecs/audit.log*", Suffix: "/var/log/ecs/audit.log", TimestampFormat: ecsFormat, Timezone: "UTC"},
 }
 
+// Firstrun are firstrun's own files, on every platform: its log (JSON lines) and its
+// metrics (one CloudWatch embedded metric format record a line, which the metrics log
+// group must hold alone: the CloudWatch agent sends a whole destination as EMF once it
+// has seen one such record). No time stamp format: the agent stamps a line when it reads
+// it, seconds after firstrun wrote it.
+var Firstrun = []Source{
+	{File: hostpath.FirstrunLog, Suffix: "/var/log/firstrun/firstrun"},
+	{File: hostpath.MetricsLog, Suffix: "/var/log/firstrun/metrics"},
+}
+
 // CloudWatch are the files the CloudWatch agent ships on Amazon Linux 2023. AL2023
 // has no rsyslog, so no /var/log/messages, and docker and the kernel log to the
-// journal only (which the agent does not read); cloud-init still writes its logs,
-// which are where a failed boot is explained.
-var CloudWatch = append(append([]Source(nil), ecs...),
+// journal only (see Journald); cloud-init still writes its logs, which are where a
+// failed boot is explained.
+var CloudWatch = append(append(append([]Source(nil), ecs...),
 	Source{File: "/var/log/cloud-init.log", Suffix: "/var/log/cloud-init"},
 	Source{File: "/var/log/cloud-init-output.log", Suffix: "/var/log/cloud-init-output"},
-)
+), Firstrun...)
+
+// Unit is a systemd unit whose journal the CloudWatch agent ships, and the log group
+// it goes to.
+type Unit struct {
+	// Name is the unit's full name.
+	Name string
+	// Suffix follows /STACK/ec2/ASG in the log group name.
+	Suffix string
+}
+
+// Journald are the units whose journal the CloudWatch agent ships when it can
+// (1.300070.0 and later, internal/cwagent): on AL2023 docker logs only there, the ECS
+// agent's ecs-init writes its unit's start and stop there, and firstrun's own unit's
+// log (which firstrun.log repeats, but with systemd's word on how it ended).
+var Journald = []Unit{
+	{Name: "docker.service", Suffix: "/journal/docker.service"},
+	{Name: "ecs.service", Suffix: "/journal/ecs.service"},
+	{Name: "firstrun.service", Suffix: "/journal/firstrun.service"},
+}
 
 // Awslogs are the chapter's six files, for the awslogs agent on Amazon Linux 2.
 var Awslogs = append([]Source{

@@ -2,6 +2,7 @@ package logsources
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -14,12 +15,17 @@ var logGroupName = regexp.MustCompile(`^[.\-_/#A-Za-z0-9]{1,512}$`)
 // Scaling's 255, both of allowed characters, every group name fits CloudWatch Logs.
 func TestGroupNamesFitCloudWatchLogs(t *testing.T) {
 	stack, asg := "S"+strings.Repeat("s", 127), strings.Repeat("a", 254)+"#"
-	for _, list := range [][]Source{CloudWatch, Awslogs} {
+	for _, list := range [][]Source{CloudWatch, Awslogs, Firstrun} {
 		for _, s := range list {
 			name := GroupName(stack, asg, s.Suffix)
 			if !logGroupName.MatchString(name) {
 				t.Errorf("%s: group name of %d characters breaks CloudWatch Logs' rule", s.File, len(name))
 			}
+		}
+	}
+	for _, u := range Journald {
+		if name := GroupName(stack, asg, u.Suffix); !logGroupName.MatchString(name) {
+			t.Errorf("%s: group name of %d characters breaks CloudWatch Logs' rule", u.Name, len(name))
 		}
 	}
 }
@@ -43,5 +49,19 @@ func TestLists(t *testing.T) {
 	}
 	if len(Awslogs) != 6 {
 		t.Errorf("awslogs lists %d files, the chapter six", len(Awslogs))
+	}
+	// firstrun's own files go to the CloudWatch agent, each to a group of its own (the
+	// loop above rejects a shared group; the metrics group must hold nothing but EMF
+	// records).
+	for _, f := range Firstrun {
+		if !slices.Contains(CloudWatch, f) {
+			t.Errorf("CloudWatch does not ship %s", f.File)
+		}
+	}
+	for _, u := range Journald {
+		if !strings.HasSuffix(u.Name, ".service") || seen[u.Suffix] {
+			t.Errorf("journald unit %+v", u)
+		}
+		seen[u.Suffix] = true
 	}
 }

@@ -156,6 +156,9 @@ fi
 
 empty_dir "$root/var/log/ecs"
 remove "$root/var/log/cloud-init.log" "$root/var/log/cloud-init-output.log" "$root/var/log/docker"
+# firstrun's own log and metrics of the build's run: shipped from each new instance,
+# the build's metrics record would count once an instance.
+remove "$root/var/log/firstrun"
 if $live && systemctl is-active --quiet systemd-journald.service; then
 	log "rotating and vacuuming the journal"
 	journalctl --rotate --vacuum-time=1s

@@ -892,6 +892,8 @@ func TestCleanupRoot(t *testing.T) {
 		"var/lib/ecs/data/agent.db":                                       "checkpoint",
 		"var/lib/firstrun/last-run":                                       "2026-11-22T00:00:00Z\n",
 		"var/log/ecs/ecs-agent.log":                                       "registered\n",
+		"var/log/firstrun/firstrun.log":                                   "{\"msg\":\"firstrun done\"}\n",
+		"var/log/firstrun/metrics.log":                                    "{\"_aws\":{\"CloudWatchMetrics\":[]}}\n",
 		"var/log/cloud-init.log":                                          "init\n",
 		"var/log/journal/0123456789abcdef0123456789abcdef/system.journal": "LPKSHHRH",
 		"var/lib/cloud/instances/i-0bake/boot-finished":                   "1\n",
@@ -930,8 +932,10 @@ func TestCleanupRoot(t *testing.T) {
 	}
 	wants, _ := filepath.Glob(filepath.Join(root, "etc/systemd/system/*.wants/*"))
 	sameList(t, "wants symlinks left", wants, []string{filepath.Join(root, "etc/systemd/system/multi-user.target.wants/chronyd.service")})
+	// firstrun's own log and metrics of the build: a record shipped from every instance
+	// started from the image would count the build's run once an instance.
 	for _, p := range []string{"etc/ecs/ecs.config", "var/lib/ecs/data/agent.db", "var/lib/firstrun", "var/log/ecs/ecs-agent.log",
-		"var/log/cloud-init.log", "var/log/journal/0123456789abcdef0123456789abcdef", "var/lib/cloud/instances",
+		"var/log/firstrun", "var/log/cloud-init.log", "var/log/journal/0123456789abcdef0123456789abcdef", "var/lib/cloud/instances",
 		"var/lib/cloud/instance", "root/.bash_history", "home/ec2-user/.ssh/authorized_keys",
 		"etc/ssh/ssh_host_ecdsa_key", "etc/ssh/ssh_host_ecdsa_key.pub"} {
 		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
