@@ -23,7 +23,8 @@ const diagnosisTimeout = 5 * time.Second
 const agentLogLines = 15
 
 // health waits until the agent has registered to the configured cluster, logging each
-// change of what it answers; on timeout it returns a diagnosis.
+// change of what it answers; on timeout, or once the agent's answer is final (another
+// cluster, or not the agent's metadata), it returns a diagnosis.
 func (j *job) health(ctx context.Context, log *zap.Logger) error {
 	if j.blockedBy != "" {
 		return j.handOff(ctx, log)
@@ -33,7 +34,7 @@ func (j *job) health(ctx context.Context, log *zap.Logger) error {
 	log.Info("waiting for the ECS agent to register", zap.String("cluster", cluster), zap.String("endpoint", j.cfg.AgentURL), zap.Duration("timeout", j.cfg.HealthTimeout))
 	st, err := health.Wait(ctx, agent, cluster, j.cfg.HealthTimeout, j.deps.interval, func(s health.Status) {
 		if other := s.WrongCluster(cluster); other != "" {
-			log.Warn("the agent is registered to another cluster", zap.String("agent_cluster", other), zap.String("want", cluster), zap.String("hint", "was ECS_CLUSTER picked up? an agent pinned by an old /var/lib/ecs/data checkpoint keeps its cluster"))
+			log.Warn("the agent is registered to another cluster", zap.String("agent_cluster", other), zap.String("want", cluster), zap.String("hint", "was ECS_CLUSTER picked up? an agent pinned by an old /var/lib/ecs/data checkpoint keeps its cluster"), zap.Duration("fail_after", health.WrongClusterGrace))
 			return
 		}
 		log.Info("agent", zap.String("status", s.String()))
@@ -43,7 +44,7 @@ func (j *job) health(ctx context.Context, log *zap.Logger) error {
 		log.Info("registered", zap.String("cluster", m.Cluster), zap.String("container_instance_arn", *m.ContainerInstanceArn), zap.String("agent_version", m.Version))
 		return nil
 	}
-	if !errors.Is(err, health.ErrTimeout) {
+	if !errors.Is(err, health.ErrNotRegistered) {
 		return err
 	}
 	d := j.diagnose(ctx, err)
@@ -108,7 +109,7 @@ func (j *job) diagnose(ctx context.Context, err error) *diagnosis {
 	for _, name := range []string{services.Docker, services.ECS} {
 		d.units = append(d.units, j.unitLine(ctx, name))
 	}
-	lines, terr := health.Tail(j.root.Join(hostpath.ECSAgentLog), agentLogLines)
+	lines, terr := health.TailAgentLog(j.root.Join(hostpath.ECSAgentLog), agentLogLines)
 	if terr != nil {
 		d.units = append(d.units, "agent log: "+terr.Error())
 	}

@@ -90,8 +90,12 @@ func (c *Client) Get(ctx context.Context) Status {
 		st.Err = fmt.Errorf("GET %s: %w", c.endpoint, &bodyError{what: "bad JSON: empty body"})
 	default:
 		var md Metadata
+		var fields map[string]json.RawMessage
 		if err := json.Unmarshal(body, &md); err != nil {
 			st.Err = fmt.Errorf("GET %s: %w", c.endpoint, &bodyError{what: "bad JSON", err: err})
+		} else if _ = json.Unmarshal(body, &fields); fields["Cluster"] == nil {
+			// The agent's metadata always has "Cluster"; its GET / has AvailableCommands.
+			st.Err = fmt.Errorf("GET %s: %w", c.endpoint, &notMetadataError{body: strings.TrimPrefix(snippet(body), ": ")})
 		} else {
 			st.Metadata = &md
 		}

@@ -7,8 +7,9 @@
 // that is the configured one (a cluster's name and its ARN name the same cluster).
 //
 // Client makes one bounded request; Wait polls a Getter until the agent is registered,
-// the context ends or the timeout passes; Tail reads the end of a log file for a
-// diagnosis.
+// the context ends, the timeout passes or the answer is final (another cluster for
+// WrongClusterGrace, or a 200 that is not the agent's metadata); Tail and TailAgentLog
+// read the end of a log file for a diagnosis.
 package health
 
 import (
@@ -74,6 +75,10 @@ func (s Status) String() string {
 	case s.HTTPStatus != 200:
 		return fmt.Sprintf("HTTP %d", s.HTTPStatus)
 	case s.Metadata == nil:
+		var nm *notMetadataError
+		if errors.As(s.Err, &nm) {
+			return nm.Error()
+		}
 		var be *bodyError
 		if errors.As(s.Err, &be) {
 			return be.Error()

@@ -37,22 +37,31 @@ func (e *TimeoutError) Error() string {
 	return fmt.Sprintf("%s: last: %s", head, e.Last)
 }
 
-// Unwrap returns ErrTimeout, so errors.Is(err, ErrTimeout) holds.
-func (e *TimeoutError) Unwrap() error { return ErrTimeout }
+// Unwrap returns ErrTimeout and ErrNotRegistered, so errors.Is(err, ErrTimeout) holds.
+func (e *TimeoutError) Unwrap() []error { return []error{ErrTimeout, ErrNotRegistered} }
 
 // Wait polls g every interval (DefaultInterval when interval <= 0), starting at once,
-// until a status is RegisteredTo(cluster), ctx ends, or timeout passes. Each request
-// is also bounded by the time left. Connection errors, statuses other than 200 and bad
-// answers are tolerated: polling goes on.
+// until a status is RegisteredTo(cluster), ctx ends, timeout passes, or the answer is
+// final. Each request is also bounded by the time left. Connection errors, statuses
+// other than 200 and bad answers are tolerated: polling goes on. Two answers are
+// final: a 200 that is not the agent's metadata (a *NotMetadataError, at once), and a
+// registration to another cluster seen without a break for WrongClusterGrace (a
+// *WrongClusterError).
 //
 // onChange, when not nil, is called with the first status and with each status whose
 // String differs from the previous one, so that the caller logs changes, not polls.
 //
 // Wait returns the registered status and nil; or the last status and a *TimeoutError
-// (errors.Is(err, ErrTimeout)) when the timeout passed; or the last status and ctx's
+// (errors.Is(err, ErrTimeout)) when the timeout passed, or one of the final errors
+// (all three unwrap to ErrNotRegistered); or the last status and ctx's
 // error, wrapped, when ctx ended first (errors.Is(err, context.Canceled) after a
 // cancel, never ErrTimeout). A timeout <= 0 is an error and nothing is polled.
 func Wait(ctx context.Context, g Getter, cluster string, timeout, interval time.Duration, onChange func(Status)) (Status, error) {
+	return wait(ctx, g, cluster, timeout, interval, WrongClusterGrace, time.Now, onChange)
+}
+
+// wait is Wait with the wrong cluster's grace and the clock that measures it given.
+func wait(ctx context.Context, g Getter, cluster string, timeout, interval, grace time.Duration, now func() time.Time, onChange func(Status)) (Status, error) {
 	if timeout <= 0 {
 		return Status{}, fmt.Errorf("waiting for the ECS agent: timeout must be positive, not %v", timeout)
 	}
@@ -66,6 +75,7 @@ func Wait(ctx context.Context, g Getter, cluster string, timeout, interval time.
 
 	var last Status
 	polled := false
+	wrong := wrongClusterWatch{cluster: cluster, grace: grace}
 	for {
 		st := g.Get(waitCtx)
 		// A request cut short because the wait itself ended says nothing about the
@@ -75,6 +85,12 @@ func Wait(ctx context.Context, g Getter, cluster string, timeout, interval time.
 				onChange(st)
 			}
 			last, polled = st, true
+			if last.NotMetadata() {
+				return last, &NotMetadataError{Last: last}
+			}
+			if err := wrong.see(last, now()); err != nil {
+				return last, err
+			}
 		}
 		if last.RegisteredTo(cluster) {
 			return last, nil

@@ -32,7 +32,7 @@ type Spec struct {
 	Signal           string `envconfig:"FIRSTRUN_SIGNAL" default:"false" desc:"true: tell CloudFormation SUCCESS once the agent has joined, FAILURE on any failure (as --signal). Needs STACK_NAME, LOGICAL_RESOURCE_ID, the region and the instance id."`
 	IMDS             string `envconfig:"FIRSTRUN_IMDS" default:"on" desc:"on: discover the region, the instance id and the instance's tags from IMDSv2 (the environment and the env file win); off: never ask the instance metadata service."`
 	ClusterTag       string `envconfig:"FIRSTRUN_CLUSTER_TAG" default:"ecs:cluster-name" desc:"Instance tag whose value is ECS_CLUSTER when ECS_CLUSTER is not given (instance metadata tags must be enabled)."`
-	AgentURL         string `envconfig:"FIRSTRUN_AGENT_URL" default:"http://127.0.0.1:51678/v1/metadata" desc:"The ECS agent's introspection endpoint polled for registration; never reached through the proxy."`
+	AgentURL         string `envconfig:"FIRSTRUN_AGENT_URL" default:"http://127.0.0.1:51678/v1/metadata" desc:"The ECS agent's metadata endpoint polled for registration (http, path /v1/metadata, supplied when the URL has none); never reached through the proxy."`
 }
 
 // specKeys and specDefaults are read once from Spec's tags.

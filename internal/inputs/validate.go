@@ -445,7 +445,16 @@ func (v *validator) timeout(key, s string) time.Duration {
 	return 0
 }
 
-// agentURL checks the agent's introspection URL: http(s), a host, no credentials.
+// agentMetadataPath is the path of the agent's metadata endpoint: its introspection
+// server answers GET / (and any unknown path) with 200 and the list of its paths,
+// {"AvailableCommands":["/v1/metadata","/v1/tasks","/license"]}, not with its
+// metadata (aws/amazon-ecs-agent ecs-agent/introspection/server.go, setup;
+// ecs-agent/introspection/v1/handlers/handlers.go, V1AgentMetadataPath).
+const agentMetadataPath = "/v1/metadata"
+
+// agentURL checks the agent's metadata endpoint: plain http (the introspection server
+// has no TLS), a host, the path /v1/metadata (supplied when the path is empty or "/"),
+// no credentials, query or fragment. It returns the URL to poll.
 func (v *validator) agentURL(s string) string {
 	const key = "FIRSTRUN_AGENT_URL"
 	if !v.ok(key) {
@@ -455,14 +464,21 @@ func (v *validator) agentURL(s string) string {
 	switch {
 	case err != nil || strings.ContainsFunc(s, unicode.IsSpace):
 		v.add(key, "is not a valid URL (got %s)", v.shown(key))
-	case u.Scheme != "http" && u.Scheme != "https":
-		v.add(key, "must use the http or https scheme (got %s)", v.shown(key))
+	case u.Scheme != "http":
+		v.add(key, "must use the http scheme, as in http://127.0.0.1:51678/v1/metadata: the agent's introspection server speaks plain HTTP (got %s)", v.shown(key))
 	case u.Host == "" || u.Opaque != "":
 		v.add(key, "must name a host, as in http://127.0.0.1:51678/v1/metadata (got %s)", v.shown(key))
 	case u.User != nil:
 		v.add(key, "must not carry credentials: the agent's endpoint takes none")
+	case u.RawQuery != "" || u.ForceQuery:
+		v.add(key, "must not have a query (got %s)", v.shown(key))
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		v.add(key, "must not have a fragment (got %s)", v.shown(key))
+	case u.Path != "" && u.Path != "/" && u.Path != agentMetadataPath:
+		v.add(key, "must be the agent's metadata endpoint, path %s (got %s): other paths of the agent do not say whether it registered", agentMetadataPath, v.shown(key))
 	default:
-		return s
+		u.Path, u.RawPath = agentMetadataPath, ""
+		return u.String()
 	}
 	return ""
 }

@@ -70,6 +70,7 @@ func startAgent(bin, dockerSock, dir, cluster string, delay time.Duration) (*age
 		"FAKEAGENT_LISTEN=" + agentAddr,
 		"FAKEAGENT_DOCKER_SOCKET=" + dockerSock,
 		"FAKEAGENT_LOG_FILE=" + filepath.Join(dir, "ecs-agent.log"),
+		"ECS_CHECKPOINT=false", // a fresh agent each run, and nothing written under /var/lib/ecs
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -301,18 +301,6 @@ func TestAgentNeverRegisters(t *testing.T) {
 	}
 }
 
-func TestAgentRegisteredToAnotherCluster(t *testing.T) {
-	b := boot(t)
-	r := b.failingAgent("FAKEAGENT_PINNED_CLUSTER=default")
-	if want := `the agent is registered to cluster "default", not "e2e-cluster": was ECS_CLUSTER picked up?`; !strings.Contains(r.stderr, want) {
-		t.Errorf("no clear message %q:\n%s", want, r.stderr)
-	}
-	c := b.firstrun("--check")
-	if c.code != 9 || !strings.Contains(c.stdout, `registered to "default", not "e2e-cluster"`) {
-		t.Errorf("--check: exit %d\n%s", c.code, c.stdout)
-	}
-}
-
 func TestStartedFromCloudFinalDoesNotDeadlock(t *testing.T) {
 	b := boot(t)
 	b.envFile(baseEnv...)

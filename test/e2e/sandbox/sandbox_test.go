@@ -129,7 +129,7 @@ var arnRE = regexp.MustCompile(`^arn:aws:ecs:us-east-1:123456789012:container-in
 func TestDockerAndAgent(t *testing.T) {
 	t.Parallel()
 	s := Boot(t)
-	ctx := within(t, 40*time.Second)
+	ctx := within(t, 60*time.Second)
 
 	if err := s.WriteFile(ctx, "/etc/ecs/ecs.config", []byte("ECS_CLUSTER=smoke\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -172,14 +172,31 @@ func TestDockerAndAgent(t *testing.T) {
 	if err := s.WriteFile(ctx, "/etc/ecs/ecs.config", []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	knobs := "FAKEAGENT_PINNED_CLUSTER=pinned\nFAKEAGENT_REGISTER_DELAY=100ms\n"
+	knobs := "FAKEAGENT_REGISTER_DELAY=100ms\n"
 	if err := s.WriteFile(ctx, "/etc/fakeagent.env", []byte(knobs), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	run(t, ctx, s, "systemctl", "restart", "ecs")
-	if md := agentMetadata(t, ctx, s); md["Cluster"] != "pinned" {
-		t.Errorf("Cluster = %v with FAKEAGENT_PINNED_CLUSTER=pinned", md["Cluster"])
+	if md2 := agentMetadata(t, ctx, s); md2["Cluster"] != "smoke" || md2["ContainerInstanceArn"] != md["ContainerInstanceArn"] {
+		t.Errorf("after a restart: %v, want the same container instance in smoke (the checkpoint): %v", md2, md)
 	}
+	// A checkpoint of another cluster pins the agent: it exits 5, and ecs.service
+	// (RestartPreventExitStatus=5) stays failed.
+	if err := s.WriteFile(ctx, "/etc/ecs/ecs.config", []byte("ECS_CLUSTER=other\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Run(ctx, "systemctl", "restart", "ecs"); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, s, "sh", "-c", "for i in $(seq 100); do systemctl is-failed -q ecs && exit 0; sleep 0.1; done; exit 1")
+	if got := run(t, ctx, s, "systemctl", "show", "-P", "ExecMainStatus", "ecs"); got != "5" {
+		t.Errorf("ecs.service's agent exit status %s, want 5", got)
+	}
+	if err := s.WriteFile(ctx, "/etc/ecs/ecs.config", []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, s, "systemctl", "restart", "ecs")
+	agentMetadata(t, ctx, s)
 	journal := run(t, ctx, s, "journalctl", "-b", "-u", "ecs", "--no-pager", "-o", "cat")
 	if !strings.Contains(journal, `HTTP_PROXY="user:REDACTED@proxy.example:3128"`) || strings.Contains(journal, "secret") {
 		t.Errorf("agent journal does not show the redacted proxy:\n%s", journal)
