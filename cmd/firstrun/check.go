@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/firstrun/firstrun/internal/cwagent"
 	"github.com/firstrun/firstrun/internal/exposure"
 	"github.com/firstrun/firstrun/internal/files"
 	"github.com/firstrun/firstrun/internal/hostpath"
@@ -112,7 +113,7 @@ func (j *job) checkFiles() []checkResult {
 		switch {
 		case c.Action == files.Unchanged:
 		case c.Action == files.Created && c.Path == hostpath.CloudWatchAgentConfig && slices.Contains(j.prev.Files, c.Path):
-			r.Status, r.Detail = checkFail, "missing: `amazon-cloudwatch-agent-ctl -a fetch-config` deletes the other files in amazon-cloudwatch-agent.d, firstrun's included; rerun firstrun, or use -a append-config"
+			r.Status, r.Detail = checkFail, cwagent.FetchConfigDeleted
 		case c.Action == files.Created:
 			r.Status, r.Detail = checkFail, "missing"
 		case c.Action == files.Removed:
@@ -127,35 +128,18 @@ func (j *job) checkFiles() []checkResult {
 		}
 		out = append(out, r)
 	}
-	// Without a proxy firstrun neither needs nor creates common-config.toml, but the
-	// CloudWatch agent's start script does not start without it (older firstrun
-	// versions deleted it with the proxy).
 	if cc := hostpath.CloudWatchCommonConfig; j.cfg.LogAgent == inputs.LogAgentCloudWatch && !planned[cc] && !exists(j.root.Join(cc)) {
-		out = append(out, checkResult{Name: "file " + cc, Status: checkFail,
-			Detail: "missing: the CloudWatch agent does not start without it, and firstrun writes it only with a proxy: restore the package's file, or create it empty"})
+		out = append(out, checkResult{Name: "file " + cc, Status: checkFail, Detail: cwagent.CommonConfigMissing})
 	}
 	return out
 }
 
-// checkExposure warns when a proxy password sits in a file any local user can read;
-// the CloudWatch agent's translator writes one (env-config.json, 0644) at each start.
+// checkExposure warns when a proxy password sits in a file any local user can read.
 func (j *job) checkExposure() checkResult {
-	r := checkResult{Name: "proxy credentials", Status: checkOK, Detail: "in no file that every local user can read"}
-	found, err := exposure.Find(j.root, exposure.Paths)
-	if len(found) > 0 {
-		var names []string
-		for _, f := range found {
-			names = append(names, f.String())
-		}
+	ok, detail := exposure.Report(j.root)
+	r := checkResult{Name: "proxy credentials", Status: checkOK, Detail: detail}
+	if !ok {
 		r.Status = checkWarn
-		r.Detail = "any local user can read the proxy password in " + strings.Join(names, ", ") +
-			"; firstrun cannot change what the CloudWatch agent writes: prefer a proxy that needs no password"
-	}
-	if err != nil {
-		if len(found) == 0 {
-			r.Detail = "unknown"
-		}
-		r.Status, r.Detail = checkWarn, r.Detail+"; could not read: "+err.Error()
 	}
 	return r
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"os/signal"
@@ -364,7 +363,7 @@ func (j *job) resolve(ctx context.Context, log *zap.Logger) error {
 	if err := plat.Check(); err != nil {
 		return withCode(exitPlatform, err)
 	}
-	name, data, err := j.readEnvFile()
+	name, data, err := inputs.ReadEnvFile(j.root, j.opts.envFile)
 	if err != nil {
 		return withCode(exitInput, err)
 	}
@@ -393,7 +392,7 @@ func (j *job) resolve(ctx context.Context, log *zap.Logger) error {
 	logInputs(log, raw, name)
 	log.Info("log agent", zap.String("agent", string(cfg.LogAgent)), zap.Bool("cloudwatch_agent_installed", probe.CloudWatchAgent), zap.Bool("awslogs_installed", probe.Awslogs))
 
-	prev, err := j.readState()
+	prev, err := state.Read(j.root)
 	if err != nil {
 		return withCode(exitApply, err)
 	}
@@ -416,44 +415,6 @@ func logInputs(log *zap.Logger, raw inputs.Raw, envFile string) {
 		log.Warn("the env file holds a secret and any local user can read it: chmod 600 it",
 			zap.String("env_file", envFile), zap.String("mode", fmt.Sprintf("%04o", fi.Mode().Perm())))
 	}
-}
-
-// readEnvFile returns the env file's name and content; nil content when the default
-// file does not exist. An env file named with --env-file must exist.
-func (j *job) readEnvFile() (string, []byte, error) {
-	name := j.opts.envFile
-	explicit := name != ""
-	if !explicit {
-		name = j.root.Join(hostpath.EnvFile)
-	}
-	data, err := os.ReadFile(name)
-	switch {
-	case err == nil:
-		if data == nil {
-			data = []byte{}
-		}
-		return name, data, nil
-	case errors.Is(err, fs.ErrNotExist) && !explicit:
-		return name, nil, nil
-	default:
-		return name, nil, fmt.Errorf("env file: %w", err)
-	}
-}
-
-func (j *job) readState() (state.State, error) {
-	p := j.root.Join(hostpath.StateFile)
-	data, err := os.ReadFile(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return state.New(nil, nil), nil
-	}
-	if err != nil {
-		return state.State{}, fmt.Errorf("reading state: %w", err)
-	}
-	s, err := state.Parse(data)
-	if err != nil {
-		return state.State{}, fmt.Errorf("%w (remove %s to start afresh)", err, p)
-	}
-	return s, nil
 }
 
 // render asks every renderer for its files. It touches nothing.

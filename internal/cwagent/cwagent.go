@@ -97,3 +97,13 @@ func ProbeJournald(root hostpath.Root) (bool, string) {
 	data, err := os.ReadFile(root.Join(hostpath.CloudWatchAgentVersion))
 	return Journald(data, err)
 }
+
+// FetchConfigDeleted explains a fragment firstrun wrote that is gone from
+// amazon-cloudwatch-agent.d: the agent's `-a fetch-config` deletes every other file
+// there (amazon-cloudwatch-agent-ctl), while `-a append-config` keeps them.
+const FetchConfigDeleted = "missing: `amazon-cloudwatch-agent-ctl -a fetch-config` deletes the other files in amazon-cloudwatch-agent.d, firstrun's included; rerun firstrun, or use -a append-config"
+
+// CommonConfigMissing explains a missing common-config.toml: the agent's start script
+// passes it to the translator, which exits 1 without it (start-amazon-cloudwatch-agent,
+// tool/translator), and firstrun writes it only for a proxy.
+const CommonConfigMissing = "missing: the CloudWatch agent does not start without it, and firstrun writes it only with a proxy: restore the package's file, or create it empty"

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/redact"
@@ -105,4 +106,27 @@ func readHead(p string) ([]byte, error) {
 		return nil, fmt.Errorf("reading %s: %w", p, err)
 	}
 	return data, nil
+}
+
+// Report runs Find over Paths under root and says, for --check, whether a proxy
+// password is exposed: ok is false when one is found or a file could not be read, and
+// detail says where, or why it is unknown.
+func Report(root hostpath.Root) (ok bool, detail string) {
+	found, err := Find(root, Paths)
+	detail = "in no file that every local user can read"
+	if len(found) > 0 {
+		names := make([]string, len(found))
+		for i, f := range found {
+			names[i] = f.String()
+		}
+		detail = "any local user can read the proxy password in " + strings.Join(names, ", ") +
+			"; firstrun cannot change what the CloudWatch agent writes: prefer a proxy that needs no password"
+	}
+	if err != nil {
+		if len(found) == 0 {
+			detail = "unknown"
+		}
+		detail += "; could not read: " + err.Error()
+	}
+	return len(found) == 0 && err == nil, detail
 }

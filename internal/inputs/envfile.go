@@ -3,10 +3,14 @@ package inputs
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"regexp"
 	"strings"
 
+	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/redact"
 )
 
@@ -59,4 +63,26 @@ func ParseEnvFile(name string, data []byte) (map[string]string, []Problem) {
 		problems = append(problems, Problem{Var: name, Msg: fmt.Sprintf("cannot be read: %v", err)})
 	}
 	return values, problems
+}
+
+// ReadEnvFile returns the env file's name and content: name when given (--env-file,
+// which must exist), else the default file under root, whose content is nil when it
+// does not exist.
+func ReadEnvFile(root hostpath.Root, name string) (string, []byte, error) {
+	explicit := name != ""
+	if !explicit {
+		name = root.Join(hostpath.EnvFile)
+	}
+	data, err := os.ReadFile(name)
+	switch {
+	case err == nil:
+		if data == nil {
+			data = []byte{}
+		}
+		return name, data, nil
+	case errors.Is(err, fs.ErrNotExist) && !explicit:
+		return name, nil, nil
+	default:
+		return name, nil, fmt.Errorf("env file: %w", err)
+	}
 }

@@ -7,7 +7,10 @@ package state
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"slices"
 	"sort"
 
@@ -115,4 +118,22 @@ func Owned(want []files.File, ecsKeys []string) State {
 		}
 	}
 	return New(paths, ecsKeys)
+}
+
+// Read returns the state file under root: an empty State when there is none, an error
+// naming the file when it cannot be read or parsed.
+func Read(root hostpath.Root) (State, error) {
+	p := root.Join(hostpath.StateFile)
+	data, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return New(nil, nil), nil
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("reading state: %w", err)
+	}
+	s, err := Parse(data)
+	if err != nil {
+		return State{}, fmt.Errorf("%w (remove %s to start afresh)", err, p)
+	}
+	return s, nil
 }
