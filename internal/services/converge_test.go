@@ -1,4 +1,4 @@
-package services
+package services_test
 
 import (
 	"context"
@@ -12,6 +12,9 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/firstrun/firstrun/internal/services"
+	"github.com/firstrun/firstrun/internal/services/servicestest"
 )
 
 // host is a root with docker's drop-in and ecs.config, and the units converging them.
@@ -46,10 +49,10 @@ func touch(t *testing.T, p string, mtime time.Time) {
 }
 
 // units are docker (waited for) then ecs (not waited for), as firstrun converges them.
-func (h host) units(dockerChanged, ecsChanged bool) []Unit {
-	return []Unit{
-		{Name: Docker, Settings: []string{h.dockerDropIn}, Changed: dockerChanged, Wait: true},
-		{Name: ECS, Settings: []string{h.ecsConfig}, Changed: ecsChanged},
+func (h host) units(dockerChanged, ecsChanged bool) []services.Unit {
+	return []services.Unit{
+		{Name: services.Docker, Settings: []string{h.dockerDropIn}, Changed: dockerChanged, Wait: true},
+		{Name: services.ECS, Settings: []string{h.ecsConfig}, Changed: ecsChanged},
 	}
 }
 
@@ -59,15 +62,15 @@ var since = time.Date(2026, 7, 1, 10, 0, 0, 0, time.UTC)
 
 // booted returns a fake with docker and ecs enabled and active since `since`, and a
 // host whose settings files were written before that.
-func booted(t *testing.T) (*Fake, host) {
+func booted(t *testing.T) (*servicestest.Fake, host) {
 	t.Helper()
 	h := newHost(t)
 	touch(t, h.dockerDropIn, since.Add(-time.Minute))
 	touch(t, h.ecsConfig, since.Add(-time.Minute))
 	touch(t, filepath.Dir(h.dockerDropIn), since.Add(-time.Minute))
-	f := NewFake(Docker, ECS)
-	for _, name := range []string{Docker, ECS} {
-		f.Set(UnitState{Name: name, LoadState: "loaded", ActiveState: "active", SubState: "running",
+	f := servicestest.NewFake(services.Docker, services.ECS)
+	for _, name := range []string{services.Docker, services.ECS} {
+		f.Set(services.UnitState{Name: name, LoadState: "loaded", ActiveState: "active", SubState: "running",
 			UnitFileState: "enabled", ActiveSince: since})
 	}
 	return f, h
@@ -75,9 +78,9 @@ func booted(t *testing.T) (*Fake, host) {
 
 // fastPoll makes WaitActive poll every millisecond for the test.
 func fastPoll(t *testing.T) {
-	old := PollInterval
-	PollInterval = time.Millisecond
-	t.Cleanup(func() { PollInterval = old })
+	old := services.PollInterval
+	services.PollInterval = time.Millisecond
+	t.Cleanup(func() { services.PollInterval = old })
 }
 
 // observed returns a logger and the (action, unit) pairs it logged.
@@ -97,7 +100,7 @@ func observed() (*zap.Logger, func() []string) {
 	}
 }
 
-func checkCalls(t *testing.T, f *Fake, want ...string) {
+func checkCalls(t *testing.T, f *servicestest.Fake, want ...string) {
 	t.Helper()
 	if got := f.Calls(); !slices.Equal(got, want) {
 		t.Errorf("calls:\n got %q\nwant %q", got, want)
@@ -107,9 +110,9 @@ func checkCalls(t *testing.T, f *Fake, want ...string) {
 func TestConvergeFirstRun(t *testing.T) {
 	fastPoll(t)
 	h := newHost(t)
-	f := NewFake(Docker, ECS)
+	f := servicestest.NewFake(services.Docker, services.ECS)
 	log, actions := observed()
-	if err := Converge(context.Background(), f, log, true, time.Minute, h.units(true, true)...); err != nil {
+	if err := services.Converge(context.Background(), f, log, true, time.Minute, h.units(true, true)...); err != nil {
 		t.Fatal(err)
 	}
 	checkCalls(t, f,
@@ -124,7 +127,7 @@ func TestConvergeFirstRun(t *testing.T) {
 	if got := actions(); !slices.Equal(got, wantActions) {
 		t.Errorf("logged actions:\n got %q\nwant %q", got, wantActions)
 	}
-	for _, name := range []string{Docker, ECS} {
+	for _, name := range []string{services.Docker, services.ECS} {
 		if st := f.Units[name]; !st.Active() || !st.Enabled() {
 			t.Errorf("%s after the first run: %s", name, st)
 		}
@@ -134,7 +137,7 @@ func TestConvergeFirstRun(t *testing.T) {
 func TestConvergeRerunUnchanged(t *testing.T) {
 	f, h := booted(t)
 	log, actions := observed()
-	if err := Converge(context.Background(), f, log, false, time.Minute, h.units(false, false)...); err != nil {
+	if err := services.Converge(context.Background(), f, log, false, time.Minute, h.units(false, false)...); err != nil {
 		t.Fatal(err)
 	}
 	checkCalls(t, f,
@@ -144,7 +147,7 @@ func TestConvergeRerunUnchanged(t *testing.T) {
 	if got := actions(); !slices.Equal(got, want) {
 		t.Errorf("logged actions %q, want %q", got, want)
 	}
-	if st := f.Units[Docker]; !st.ActiveSince.Equal(since) {
+	if st := f.Units[services.Docker]; !st.ActiveSince.Equal(since) {
 		t.Errorf("docker restarted: active since %s", st.ActiveSince)
 	}
 }
@@ -153,14 +156,14 @@ func TestConvergeDockerDropInChanged(t *testing.T) {
 	fastPoll(t)
 	f, h := booted(t)
 	touch(t, h.dockerDropIn, time.Now())
-	if err := Converge(context.Background(), f, zap.NewNop(), true, time.Minute, h.units(true, false)...); err != nil {
+	if err := services.Converge(context.Background(), f, zap.NewNop(), true, time.Minute, h.units(true, false)...); err != nil {
 		t.Fatal(err)
 	}
 	checkCalls(t, f,
 		"reload",
 		"state docker.service", "restart docker.service", "state docker.service",
 		"state ecs.service")
-	if st := f.Units[Docker]; !st.ActiveSince.After(since) {
+	if st := f.Units[services.Docker]; !st.ActiveSince.After(since) {
 		t.Errorf("docker not restarted: %s since %s", st, st.ActiveSince)
 	}
 }
@@ -168,7 +171,7 @@ func TestConvergeDockerDropInChanged(t *testing.T) {
 func TestConvergeECSConfigChanged(t *testing.T) {
 	f, h := booted(t)
 	touch(t, h.ecsConfig, time.Now())
-	if err := Converge(context.Background(), f, zap.NewNop(), false, time.Minute, h.units(false, true)...); err != nil {
+	if err := services.Converge(context.Background(), f, zap.NewNop(), false, time.Minute, h.units(false, true)...); err != nil {
 		t.Fatal(err)
 	}
 	checkCalls(t, f,
@@ -199,7 +202,7 @@ func TestConvergeInterruptedRun(t *testing.T) {
 			f, h := booted(t)
 			tc.change(t, h)
 			log, actions := observed()
-			if err := Converge(context.Background(), f, log, false, time.Minute, h.units(false, false)...); err != nil {
+			if err := services.Converge(context.Background(), f, log, false, time.Minute, h.units(false, false)...); err != nil {
 				t.Fatal(err)
 			}
 			checkCalls(t, f,
@@ -223,7 +226,7 @@ func TestConvergeRemovedLongAgo(t *testing.T) {
 	touch(t, filepath.Dir(h.dockerDropIn), since.Add(-time.Minute))
 	units := h.units(false, false)
 	units[1].Settings = append(units[1].Settings, filepath.Join(t.TempDir(), "missing/dir/http-proxy.conf"))
-	if err := Converge(context.Background(), f, zap.NewNop(), false, time.Minute, units...); err != nil {
+	if err := services.Converge(context.Background(), f, zap.NewNop(), false, time.Minute, units...); err != nil {
 		t.Fatal(err)
 	}
 	checkCalls(t, f, "state docker.service", "state ecs.service", "state docker.service", "state ecs.service")
@@ -231,11 +234,11 @@ func TestConvergeRemovedLongAgo(t *testing.T) {
 
 func TestConvergeNeedReload(t *testing.T) {
 	f, h := booted(t)
-	st := f.Units[Docker]
+	st := f.Units[services.Docker]
 	st.NeedReload = true
 	f.Set(st)
 	log, actions := observed()
-	if err := Converge(context.Background(), f, log, false, time.Minute, h.units(false, false)...); err != nil {
+	if err := services.Converge(context.Background(), f, log, false, time.Minute, h.units(false, false)...); err != nil {
 		t.Fatal(err)
 	}
 	checkCalls(t, f,
@@ -244,7 +247,7 @@ func TestConvergeNeedReload(t *testing.T) {
 	if got := actions(); len(got) == 0 || got[0] != "reloaded" {
 		t.Errorf("logged actions %q, want a reload first", got)
 	}
-	if f.Units[Docker].NeedReload {
+	if f.Units[services.Docker].NeedReload {
 		t.Error("NeedReload still set after the reload")
 	}
 }
@@ -260,9 +263,9 @@ func TestConvergeNotLoaded(t *testing.T) {
 	} {
 		t.Run(tc.loadState, func(t *testing.T) {
 			h := newHost(t)
-			f := NewFake(Docker, ECS)
-			f.Set(UnitState{Name: ECS, LoadState: tc.loadState, ActiveState: "inactive"})
-			err := Converge(context.Background(), f, zap.NewNop(), false, time.Minute, h.units(true, true)...)
+			f := servicestest.NewFake(services.Docker, services.ECS)
+			f.Set(services.UnitState{Name: services.ECS, LoadState: tc.loadState, ActiveState: "inactive"})
+			err := services.Converge(context.Background(), f, zap.NewNop(), false, time.Minute, h.units(true, true)...)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
@@ -275,7 +278,7 @@ func TestConvergeNotLoaded(t *testing.T) {
 }
 
 // stuck makes every start of the Fake leave the unit in state st.
-func stuck(f *Fake, st UnitState) {
+func stuck(f *servicestest.Fake, st services.UnitState) {
 	f.StartFunc = func(ctx context.Context, unit string, restart bool) error {
 		st.Name = unit
 		f.Set(st)
@@ -283,16 +286,16 @@ func stuck(f *Fake, st UnitState) {
 	}
 }
 
-var activating = UnitState{LoadState: "loaded", ActiveState: "activating", SubState: "start",
+var activating = services.UnitState{LoadState: "loaded", ActiveState: "activating", SubState: "start",
 	UnitFileState: "enabled", JobPending: true}
 
 func TestConvergeDockerNeverActive(t *testing.T) {
 	fastPoll(t)
 	h := newHost(t)
-	f := NewFake(Docker, ECS)
+	f := servicestest.NewFake(services.Docker, services.ECS)
 	stuck(f, activating)
 	began := time.Now()
-	err := Converge(context.Background(), f, zap.NewNop(), true, 200*time.Millisecond, h.units(true, true)...)
+	err := services.Converge(context.Background(), f, zap.NewNop(), true, 200*time.Millisecond, h.units(true, true)...)
 	took := time.Since(began)
 	want := "docker.service did not become active within 200ms (last state: activating (start), enabled, job queued)"
 	if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, context.DeadlineExceeded) {
@@ -309,10 +312,10 @@ func TestConvergeDockerNeverActive(t *testing.T) {
 func TestConvergeDockerFails(t *testing.T) {
 	fastPoll(t)
 	h := newHost(t)
-	f := NewFake(Docker, ECS)
-	stuck(f, UnitState{LoadState: "loaded", ActiveState: "failed", SubState: "failed", UnitFileState: "enabled"})
+	f := servicestest.NewFake(services.Docker, services.ECS)
+	stuck(f, services.UnitState{LoadState: "loaded", ActiveState: "failed", SubState: "failed", UnitFileState: "enabled"})
 	began := time.Now()
-	err := Converge(context.Background(), f, zap.NewNop(), true, time.Minute, h.units(true, true)...)
+	err := services.Converge(context.Background(), f, zap.NewNop(), true, time.Minute, h.units(true, true)...)
 	want := "starting docker.service: docker.service did not start: failed (failed), enabled"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("error %v, want %q", err, want)
@@ -328,13 +331,13 @@ func TestConvergeDockerFails(t *testing.T) {
 func TestConvergeCancelled(t *testing.T) {
 	fastPoll(t)
 	h := newHost(t)
-	f := NewFake(Docker, ECS)
+	f := servicestest.NewFake(services.Docker, services.ECS)
 	stuck(f, activating)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	time.AfterFunc(50*time.Millisecond, cancel)
 	began := time.Now()
-	err := Converge(ctx, f, zap.NewNop(), true, time.Hour, h.units(true, true)...)
+	err := services.Converge(ctx, f, zap.NewNop(), true, time.Hour, h.units(true, true)...)
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "docker.service") {
 		t.Fatalf("error %v, want context.Canceled naming docker.service", err)
 	}
@@ -343,8 +346,8 @@ func TestConvergeCancelled(t *testing.T) {
 	}
 
 	// Cancelled before it begins: nothing is done.
-	f = NewFake(Docker, ECS)
-	err = Converge(ctx, f, zap.NewNop(), true, time.Hour, h.units(true, true)...)
+	f = servicestest.NewFake(services.Docker, services.ECS)
+	err = services.Converge(ctx, f, zap.NewNop(), true, time.Hour, h.units(true, true)...)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v, want context.Canceled", err)
 	}
@@ -357,22 +360,22 @@ func TestConvergeCancelled(t *testing.T) {
 func TestConvergeRestartsFailedUnit(t *testing.T) {
 	fastPoll(t)
 	f, h := booted(t)
-	f.Set(UnitState{Name: Docker, LoadState: "loaded", ActiveState: "failed", SubState: "failed",
+	f.Set(services.UnitState{Name: services.Docker, LoadState: "loaded", ActiveState: "failed", SubState: "failed",
 		UnitFileState: "enabled", ActiveSince: since})
 	polls := 0
-	f.StateFunc = func(ctx context.Context, unit string) (UnitState, error) {
-		st := f.unit(unit)
-		if unit == Docker && st.Active() {
+	f.StateFunc = func(ctx context.Context, unit string) (services.UnitState, error) {
+		st := f.Units[unit] // the simulated state (Converge calls one method at a time)
+		if unit == services.Docker && st.Active() {
 			if polls++; polls < 3 {
 				// The job is queued, not run yet: systemd still shows the failure.
-				return UnitState{Name: Docker, LoadState: "loaded", ActiveState: "failed", SubState: "failed",
+				return services.UnitState{Name: services.Docker, LoadState: "loaded", ActiveState: "failed", SubState: "failed",
 					UnitFileState: "enabled", JobPending: true}, nil
 			}
 		}
 		return st, nil
 	}
 	log, actions := observed()
-	if err := Converge(context.Background(), f, log, true, time.Minute, h.units(true, false)...); err != nil {
+	if err := services.Converge(context.Background(), f, log, true, time.Minute, h.units(true, false)...); err != nil {
 		t.Fatal(err)
 	}
 	checkCalls(t, f,
@@ -390,26 +393,26 @@ func TestConvergeErrorsNameUnitAndAction(t *testing.T) {
 	boom := errors.New("boom")
 	for _, tc := range []struct {
 		name  string
-		setup func(f *Fake)
+		setup func(f *servicestest.Fake)
 		want  string
 	}{
-		{"reload", func(f *Fake) { f.ReloadFunc = func(context.Context) error { return boom } },
+		{"reload", func(f *servicestest.Fake) { f.ReloadFunc = func(context.Context) error { return boom } },
 			"systemd daemon-reload: boom"},
-		{"enable", func(f *Fake) {
+		{"enable", func(f *servicestest.Fake) {
 			f.EnableFunc = func(context.Context, ...string) error { return boom }
 		}, "enabling docker.service: boom"},
-		{"start", func(f *Fake) {
+		{"start", func(f *servicestest.Fake) {
 			f.StartFunc = func(context.Context, string, bool) error { return boom }
 		}, "starting docker.service: boom"},
-		{"state", func(f *Fake) {
-			f.StateFunc = func(context.Context, string) (UnitState, error) { return UnitState{}, boom }
+		{"state", func(f *servicestest.Fake) {
+			f.StateFunc = func(context.Context, string) (services.UnitState, error) { return services.UnitState{}, boom }
 		}, "reading the state of docker.service: boom"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHost(t)
-			f := NewFake(Docker, ECS)
+			f := servicestest.NewFake(services.Docker, services.ECS)
 			tc.setup(f)
-			err := Converge(context.Background(), f, nil, true, time.Minute, h.units(true, true)...)
+			err := services.Converge(context.Background(), f, nil, true, time.Minute, h.units(true, true)...)
 			if !errors.Is(err, boom) || err.Error() != tc.want {
 				t.Errorf("error %q, want %q wrapping boom", err, tc.want)
 			}
@@ -422,10 +425,10 @@ func TestConvergeErrorsNameUnitAndAction(t *testing.T) {
 func TestConvergeActivating(t *testing.T) {
 	for _, changed := range []bool{false, true} {
 		f, h := booted(t)
-		f.Set(UnitState{Name: ECS, LoadState: "loaded", ActiveState: "activating", SubState: "auto-restart",
+		f.Set(services.UnitState{Name: services.ECS, LoadState: "loaded", ActiveState: "activating", SubState: "auto-restart",
 			UnitFileState: "enabled", ActiveSince: since, JobPending: true})
 		log, actions := observed()
-		if err := Converge(context.Background(), f, log, false, time.Minute, h.units(false, changed)...); err != nil {
+		if err := services.Converge(context.Background(), f, log, false, time.Minute, h.units(false, changed)...); err != nil {
 			t.Fatal(err)
 		}
 		want := []string{"already active docker.service", "already starting ecs.service"}

@@ -1,8 +1,8 @@
 // Package services starts and restarts the systemd units firstrun configures (the log
 // agent, docker.service, ecs.service) over D-Bus, and reads their state.
 //
-// Systemd is the narrow interface to systemd: DBus is the real one, Fake the one for
-// tests. Converge brings a list of units up in order: daemon-reload when a unit file or
+// Systemd is the narrow interface to systemd: DBus is the real one, servicestest.Fake
+// the one for tests. Converge brings a list of units up in order: daemon-reload when a unit file or
 // drop-in changed, enable, then start, or restart when the unit's settings changed.
 //
 // ecs.service is ordered After=cloud-final.service, and firstrun often runs inside
@@ -110,8 +110,8 @@ func (u UnitState) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// Systemd is the narrow interface to systemd. *DBus is the real one; *Fake is for
-// tests.
+// Systemd is the narrow interface to systemd. *DBus is the real one; *servicestest.Fake
+// is for tests.
 type Systemd interface {
 	// Reload is daemon-reload; it returns when systemd has reloaded.
 	Reload(ctx context.Context) error

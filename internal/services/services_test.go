@@ -1,4 +1,4 @@
-package services
+package services_test
 
 import (
 	"context"
@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/firstrun/firstrun/internal/services"
+	"github.com/firstrun/firstrun/internal/services/servicestest"
 )
 
 func TestEnabled(t *testing.T) {
@@ -26,7 +29,7 @@ func TestEnabled(t *testing.T) {
 		"bad":             false,
 		"":                false,
 	} {
-		if got := (UnitState{UnitFileState: state}).Enabled(); got != want {
+		if got := (services.UnitState{UnitFileState: state}).Enabled(); got != want {
 			t.Errorf("Enabled() with UnitFileState %q = %v, want %v", state, got, want)
 		}
 	}
@@ -34,19 +37,19 @@ func TestEnabled(t *testing.T) {
 
 func TestUnitStateString(t *testing.T) {
 	for _, tc := range []struct {
-		st   UnitState
+		st   services.UnitState
 		want string
 	}{
-		{UnitState{LoadState: "loaded", ActiveState: "active", SubState: "running", UnitFileState: "enabled"},
+		{services.UnitState{LoadState: "loaded", ActiveState: "active", SubState: "running", UnitFileState: "enabled"},
 			"active (running), enabled"},
-		{UnitState{LoadState: "loaded", ActiveState: "activating", SubState: "auto-restart", UnitFileState: "enabled",
+		{services.UnitState{LoadState: "loaded", ActiveState: "activating", SubState: "auto-restart", UnitFileState: "enabled",
 			JobPending: true, NeedReload: true},
 			"activating (auto-restart), enabled, job queued, changed on disk"},
-		{UnitState{LoadState: "loaded", ActiveState: "inactive"}, "inactive"},
-		{UnitState{LoadState: "not-found", ActiveState: "inactive", SubState: "dead"}, "not installed"},
-		{UnitState{LoadState: "masked", ActiveState: "inactive", UnitFileState: "masked"}, "masked"},
-		{UnitState{LoadState: "error", ActiveState: "inactive"}, "not loaded (error)"},
-		{UnitState{}, "unknown"},
+		{services.UnitState{LoadState: "loaded", ActiveState: "inactive"}, "inactive"},
+		{services.UnitState{LoadState: "not-found", ActiveState: "inactive", SubState: "dead"}, "not installed"},
+		{services.UnitState{LoadState: "masked", ActiveState: "inactive", UnitFileState: "masked"}, "masked"},
+		{services.UnitState{LoadState: "error", ActiveState: "inactive"}, "not loaded (error)"},
+		{services.UnitState{}, "unknown"},
 	} {
 		if got := tc.st.String(); got != tc.want {
 			t.Errorf("%+v: String() = %q, want %q", tc.st, got, tc.want)
@@ -56,41 +59,41 @@ func TestUnitStateString(t *testing.T) {
 
 func TestWaitActive(t *testing.T) {
 	fastPoll(t)
-	loaded := func(active, sub string, job bool) UnitState {
-		return UnitState{Name: Docker, LoadState: "loaded", ActiveState: active, SubState: sub,
+	loaded := func(active, sub string, job bool) services.UnitState {
+		return services.UnitState{Name: services.Docker, LoadState: "loaded", ActiveState: active, SubState: sub,
 			UnitFileState: "enabled", JobPending: job}
 	}
 	for _, tc := range []struct {
 		name    string
-		states  []UnitState // in the order State returns them; the last repeats
-		wantErr string      // "" for success
+		states  []services.UnitState // in the order State returns them; the last repeats
+		wantErr string               // "" for success
 		polls   int
 	}{
-		{"active", []UnitState{loaded("active", "running", false)}, "", 1},
+		{"active", []services.UnitState{loaded("active", "running", false)}, "", 1},
 		{"restart queued on the running unit",
-			[]UnitState{loaded("active", "running", true), loaded("active", "running", true), loaded("active", "running", false)},
+			[]services.UnitState{loaded("active", "running", true), loaded("active", "running", true), loaded("active", "running", false)},
 			"", 3},
 		{"start queued on a failed unit",
-			[]UnitState{loaded("failed", "failed", true), loaded("activating", "start", true), loaded("active", "running", false)},
+			[]services.UnitState{loaded("failed", "failed", true), loaded("activating", "start", true), loaded("active", "running", false)},
 			"", 3},
 		{"fails while starting",
-			[]UnitState{loaded("activating", "start", true), loaded("failed", "failed", false)},
+			[]services.UnitState{loaded("activating", "start", true), loaded("failed", "failed", false)},
 			"docker.service did not start: failed (failed), enabled; see `systemctl status docker.service`", 2},
-		{"inactive, nothing queued", []UnitState{loaded("inactive", "dead", false)},
+		{"inactive, nothing queued", []services.UnitState{loaded("inactive", "dead", false)},
 			"docker.service did not start: inactive (dead), enabled", 1},
-		{"not installed", []UnitState{{LoadState: "not-found", ActiveState: "inactive"}},
+		{"not installed", []services.UnitState{{LoadState: "not-found", ActiveState: "inactive"}},
 			"docker.service is not installed (systemd: not-found)", 1},
-		{"masked", []UnitState{{LoadState: "masked", ActiveState: "inactive"}},
+		{"masked", []services.UnitState{{LoadState: "masked", ActiveState: "inactive"}},
 			"docker.service is masked: `systemctl unmask docker.service`", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			polls := 0
-			f := &Fake{StateFunc: func(ctx context.Context, unit string) (UnitState, error) {
+			f := &servicestest.Fake{StateFunc: func(ctx context.Context, unit string) (services.UnitState, error) {
 				st := tc.states[min(polls, len(tc.states)-1)]
 				polls++
 				return st, nil
 			}}
-			st, err := WaitActive(context.Background(), f, Docker, time.Minute)
+			st, err := services.WaitActive(context.Background(), f, services.Docker, time.Minute)
 			if tc.wantErr == "" && err != nil {
 				t.Fatalf("error %v", err)
 			}
@@ -109,8 +112,8 @@ func TestWaitActive(t *testing.T) {
 
 func TestWaitActiveStateError(t *testing.T) {
 	boom := errors.New("bus gone")
-	f := &Fake{StateFunc: func(context.Context, string) (UnitState, error) { return UnitState{}, boom }}
-	_, err := WaitActive(context.Background(), f, Docker, time.Minute)
+	f := &servicestest.Fake{StateFunc: func(context.Context, string) (services.UnitState, error) { return services.UnitState{}, boom }}
+	_, err := services.WaitActive(context.Background(), f, services.Docker, time.Minute)
 	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "reading the state of docker.service") {
 		t.Errorf("error %v, want the State error naming docker.service", err)
 	}
@@ -119,12 +122,12 @@ func TestWaitActiveStateError(t *testing.T) {
 // A State call that hangs past the timeout ends with the timeout error, not the
 // call's own.
 func TestWaitActiveHungState(t *testing.T) {
-	f := &Fake{StateFunc: func(ctx context.Context, unit string) (UnitState, error) {
+	f := &servicestest.Fake{StateFunc: func(ctx context.Context, unit string) (services.UnitState, error) {
 		<-ctx.Done()
-		return UnitState{}, ctx.Err()
+		return services.UnitState{}, ctx.Err()
 	}}
 	began := time.Now()
-	_, err := WaitActive(context.Background(), f, Docker, 50*time.Millisecond)
+	_, err := services.WaitActive(context.Background(), f, services.Docker, 50*time.Millisecond)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "docker.service did not become active within 50ms (last state: unknown)") {
 		t.Errorf("error %v", err)
 	}

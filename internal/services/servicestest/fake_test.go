@@ -1,16 +1,18 @@
-package services
+package servicestest
 
 import (
 	"context"
 	"slices"
 	"testing"
+
+	"github.com/firstrun/firstrun/internal/services"
 )
 
 func TestFakeRefusesWhatSystemdRefuses(t *testing.T) {
-	f := NewFake(Docker)
-	f.Set(UnitState{Name: ECS, LoadState: "masked", ActiveState: "inactive", UnitFileState: "masked"})
+	f := NewFake(services.Docker)
+	f.Set(services.UnitState{Name: services.ECS, LoadState: "masked", ActiveState: "inactive", UnitFileState: "masked"})
 	ctx := context.Background()
-	for _, unit := range []string{ECS, Awslogs} {
+	for _, unit := range []string{services.ECS, services.Awslogs} {
 		if err := f.Enable(ctx, unit); err == nil {
 			t.Errorf("Enable(%s) succeeded", unit)
 		}
@@ -18,15 +20,15 @@ func TestFakeRefusesWhatSystemdRefuses(t *testing.T) {
 			t.Errorf("Start(%s) succeeded", unit)
 		}
 	}
-	if st := f.Units[ECS]; st.Active() || st.Enabled() {
+	if st := f.Units[services.ECS]; st.Active() || st.Enabled() {
 		t.Errorf("masked unit changed: %s", st)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := f.Start(ctx, Docker, false); err != context.Canceled {
+	if err := f.Start(ctx, services.Docker, false); err != context.Canceled {
 		t.Errorf("Start with a cancelled context: %v", err)
 	}
-	if f.Units[Docker].Active() {
+	if f.Units[services.Docker].Active() {
 		t.Error("started with a cancelled context")
 	}
 	f.Close()

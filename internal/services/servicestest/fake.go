@@ -1,4 +1,6 @@
-package services
+// Package servicestest provides a fake of systemd (services.Systemd) for tests, as
+// net/http/httptest does for HTTP.
+package servicestest
 
 import (
 	"context"
@@ -7,9 +9,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/firstrun/firstrun/internal/services"
 )
 
-// Fake is a Systemd for tests. It records every call, in order, as "reload",
+// Fake is a services.Systemd for tests. It records every call, in order, as "reload",
 // "enable docker.service", "start ecs.service", "restart docker.service" and
 // "state ecs.service". A func field, when set, replaces the simulation of its method;
 // otherwise Fake simulates the units in Units: Reload clears NeedReload, Enable makes
@@ -19,12 +23,12 @@ import (
 type Fake struct {
 	// Units are the simulated units by name. Tests may change it directly before and
 	// after a run; during one (in a func field, say), through Set.
-	Units map[string]UnitState
+	Units map[string]services.UnitState
 
 	ReloadFunc func(ctx context.Context) error
 	EnableFunc func(ctx context.Context, units ...string) error
 	StartFunc  func(ctx context.Context, unit string, restart bool) error
-	StateFunc  func(ctx context.Context, unit string) (UnitState, error)
+	StateFunc  func(ctx context.Context, unit string) (services.UnitState, error)
 
 	// Own is the unit OwnUnit names ("" reads as an error, as for a process systemd
 	// does not know).
@@ -37,14 +41,14 @@ type Fake struct {
 	closed bool
 }
 
-var _ Systemd = (*Fake)(nil)
+var _ services.Systemd = (*Fake)(nil)
 
 // NewFake returns a Fake with the named units installed, inactive and disabled, as
 // on a freshly baked image.
 func NewFake(units ...string) *Fake {
-	f := &Fake{Units: map[string]UnitState{}}
+	f := &Fake{Units: map[string]services.UnitState{}}
 	for _, name := range units {
-		f.Units[name] = UnitState{
+		f.Units[name] = services.UnitState{
 			Name:          name,
 			LoadState:     "loaded",
 			ActiveState:   "inactive",
@@ -70,11 +74,11 @@ func (f *Fake) Closed() bool {
 }
 
 // Set replaces the simulated state of the unit st.Name.
-func (f *Fake) Set(st UnitState) {
+func (f *Fake) Set(st services.UnitState) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.Units == nil {
-		f.Units = map[string]UnitState{}
+		f.Units = map[string]services.UnitState{}
 	}
 	f.Units[st.Name] = st
 }
@@ -165,24 +169,24 @@ func (f *Fake) Start(ctx context.Context, unit string, restart bool) error {
 }
 
 // State records "state UNIT" and returns the unit's simulated state.
-func (f *Fake) State(ctx context.Context, unit string) (UnitState, error) {
+func (f *Fake) State(ctx context.Context, unit string) (services.UnitState, error) {
 	f.record("state " + unit)
 	if f.StateFunc != nil {
 		return f.StateFunc(ctx, unit)
 	}
 	if err := ctx.Err(); err != nil {
-		return UnitState{}, err
+		return services.UnitState{}, err
 	}
 	return f.unit(unit), nil
 }
 
 // unit returns the simulated state of the unit.
-func (f *Fake) unit(name string) UnitState {
+func (f *Fake) unit(name string) services.UnitState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st, ok := f.Units[name]
 	if !ok {
-		return UnitState{Name: name, LoadState: "not-found", ActiveState: "inactive", SubState: "dead"}
+		return services.UnitState{Name: name, LoadState: "not-found", ActiveState: "inactive", SubState: "dead"}
 	}
 	st.Name = name
 	return st
