@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firstrun/firstrun/internal/runner/runnertest"
+	"github.com/firstrun/firstrun/internal/runrecord"
 	"github.com/firstrun/firstrun/internal/testenv"
 )
 
@@ -235,8 +237,8 @@ func TestBadInputsWriteNothing(t *testing.T) {
 
 			r := vtRun(t, tc.env, args...)
 
-			if r.code != exitInput {
-				t.Errorf("exit code %d, want %d (invalid input); stderr:\n%s", r.code, exitInput, r.stderr)
+			if r.code != runrecord.ExitInput {
+				t.Errorf("exit code %d, want %d (invalid input); stderr:\n%s", r.code, runrecord.ExitInput, r.stderr)
 			}
 			if !r.hasProblem(tc.wantVar, tc.wantMsg) {
 				t.Errorf("no problem naming %s with %q; problems:\n  %s", tc.wantVar, tc.wantMsg, strings.Join(r.problems, "\n  "))
@@ -259,7 +261,7 @@ func TestValidEnvIsAccepted(t *testing.T) {
 		root := vtHostRoot(t, map[string]string{vtEnvFile: "# comment\nAWS_DEFAULT_REGION=us-east-1\n"})
 		before := testenv.Snapshot(t, root)
 		r := vtRun(t, env, "--root", root, "--dry-run")
-		if r.code != exitOK {
+		if r.code != runrecord.ExitOK {
 			t.Fatalf("exit code %d, want 0; problems:\n  %s\nstderr:\n%s", r.code, strings.Join(r.problems, "\n  "), r.stderr)
 		}
 		testenv.SameSnapshot(t, before, testenv.Snapshot(t, root))
@@ -272,8 +274,8 @@ func TestAllProblemsReportedAtOnce(t *testing.T) {
 	root := vtHostRoot(t, map[string]string{vtEnvFile: "PROXYURL=http://proxy.internal:3128\n"})
 	before := testenv.Snapshot(t, root)
 	r := vtRun(t, vtEnv("ECS_CLUSTER=prod cluster", "PROXY_URL=ftp://proxy.internal:21", "STACK_NAME=9lives", "AWS_REGION=US-EAST-1"), "--root", root)
-	if r.code != exitInput {
-		t.Fatalf("exit code %d, want %d; stderr:\n%s", r.code, exitInput, r.stderr)
+	if r.code != runrecord.ExitInput {
+		t.Fatalf("exit code %d, want %d; stderr:\n%s", r.code, runrecord.ExitInput, r.stderr)
 	}
 	for _, want := range []struct{ name, rule string }{
 		{"ECS_CLUSTER", "must be 1-255 letters"},
@@ -334,8 +336,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 			before := testenv.Snapshot(t, root)
 
 			r := vtRun(t, tc.env, "--root", root)
-			if r.code != exitInput {
-				t.Errorf("exit code %d, want %d; stderr:\n%s", r.code, exitInput, r.stderr)
+			if r.code != runrecord.ExitInput {
+				t.Errorf("exit code %d, want %d; stderr:\n%s", r.code, runrecord.ExitInput, r.stderr)
 			}
 			if !r.hasProblem(tc.wantVar, "") {
 				t.Errorf("no problem names %s; problems:\n  %s", tc.wantVar, strings.Join(r.problems, "\n  "))
@@ -345,8 +347,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 			}
 
 			var stdout, stderr bytes.Buffer
-			if code := run([]string{"--root", root, "--log-format", "console"}, tc.env, &stdout, &stderr); code != exitInput {
-				t.Errorf("console: exit code %d, want %d", code, exitInput)
+			if code := run([]string{"--root", root, "--log-format", "console"}, tc.env, &stdout, &stderr); code != runrecord.ExitInput {
+				t.Errorf("console: exit code %d, want %d", code, runrecord.ExitInput)
 			}
 			if out := stdout.String() + stderr.String(); strings.Contains(out, "hunter2") {
 				t.Errorf("console log output shows the secret:\n%s", out)
@@ -380,8 +382,8 @@ func TestUsageErrors(t *testing.T) {
 			}
 			var stdout, stderr bytes.Buffer
 			code := run(args, vtValidEnv, &stdout, &stderr)
-			if code != exitUsage {
-				t.Errorf("exit code %d, want %d (usage)", code, exitUsage)
+			if code != runrecord.ExitUsage {
+				t.Errorf("exit code %d, want %d (usage)", code, runrecord.ExitUsage)
 			}
 			if !strings.Contains(stderr.String(), tc.want) {
 				t.Errorf("stderr does not say %q:\n%s", tc.want, stderr.String())
@@ -410,7 +412,7 @@ func TestHelpAndVersion(t *testing.T) {
 			before := testenv.Snapshot(t, root)
 			var stdout, stderr bytes.Buffer
 			code := run([]string{"--root", root, tc.flag}, vtEnv("ECS_CLUSTER=bad cluster"), &stdout, &stderr)
-			if code != exitOK {
+			if code != runrecord.ExitOK {
 				t.Errorf("exit code %d, want 0; stderr:\n%s", code, stderr.String())
 			}
 			for _, w := range tc.want {
@@ -444,7 +446,7 @@ func TestValidRunNeverShowsSecrets(t *testing.T) {
 			root := vtHostRoot(t, nil)
 			before := testenv.Snapshot(t, root)
 			r := vtRun(t, tc.env, "--root", root, "--dry-run")
-			if r.code != exitOK {
+			if r.code != runrecord.ExitOK {
 				t.Fatalf("exit code %d, want 0; problems: %q", r.code, r.problems)
 			}
 			if !strings.Contains(r.stdout, "+++ b/etc/ecs/ecs.config") {
@@ -455,5 +457,22 @@ func TestValidRunNeverShowsSecrets(t *testing.T) {
 			}
 			testenv.SameSnapshot(t, before, testenv.Snapshot(t, root))
 		})
+	}
+}
+
+func TestUsageOfNewFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--skip", "render"},
+		{"--skip", "services,bogus"},
+		{"--output", "yaml", "--check"},
+		{"--check", "--dry-run"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, runnertest.ChapterEnv, &stdout, &stderr); code != runrecord.ExitUsage {
+			t.Errorf("%q: exit %d, want %d", args, code, runrecord.ExitUsage)
+		}
+		if !strings.Contains(stderr.String(), "firstrun: ") {
+			t.Errorf("%q: no usage message: %q", args, stderr.String())
+		}
 	}
 }

@@ -42,12 +42,26 @@ type Record struct {
 	Version string `json:"version"`
 	// Time is when this outcome was first reached, in UTC.
 	Time time.Time `json:"time"`
+	// Registered is when a run first saw the agent registered to the cluster with this
+	// outcome, in UTC; zero when none did (the wait was skipped or handed over, or it
+	// failed). The next run reads it to tell a rerun from the boot's first join.
+	Registered time.Time `json:"registered,omitzero"`
 }
 
-// Same reports whether r and o record the same outcome, whatever their times.
+// Same reports whether r and o record the same outcome, whatever their times: whether
+// a registration was seen counts, not when.
 func (r Record) Same(o Record) bool {
-	r.Time, o.Time = time.Time{}, time.Time{}
+	if r.Registered.IsZero() != o.Registered.IsZero() {
+		return false
+	}
+	r.Time, o.Time, r.Registered, o.Registered = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	return r == o
+}
+
+// JoinedSince reports whether the record says the agent was seen registered at t or
+// later: a run after it on the same boot is a rerun.
+func (r Record) JoinedSince(t time.Time) bool {
+	return r.Result == OK && !r.Registered.IsZero() && !r.Registered.Before(t)
 }
 
 // String is a one-line summary for logs and --check.

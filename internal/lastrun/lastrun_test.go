@@ -80,3 +80,35 @@ func TestInstanceID(t *testing.T) {
 		t.Errorf("no cloud-init record: InstanceID = %q, want empty", got)
 	}
 }
+
+// TestRegistrationSeen: a run that sees the agent join rewrites a marker that saw no
+// join (a handed-over run's), and later joins seen on reruns keep the first one's time;
+// JoinedSince tells a rerun on the same boot.
+func TestRegistrationSeen(t *testing.T) {
+	boot := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	handedOver := lastrun.Record{Result: lastrun.OK, Version: "v1", Time: boot.Add(time.Minute)}
+	joined := handedOver
+	joined.Time, joined.Registered = boot.Add(2*time.Minute), boot.Add(2*time.Minute)
+	if got, write := lastrun.Next(handedOver, true, joined); !write || got != joined {
+		t.Errorf("first join seen: Next = %+v, %v; want the join recorded", got, write)
+	}
+	rejoined := joined
+	rejoined.Time, rejoined.Registered = boot.Add(time.Hour), boot.Add(time.Hour)
+	if got, write := lastrun.Next(joined, true, rejoined); write || got != joined {
+		t.Errorf("rerun: Next = %+v, %v; want the first join kept, no write", got, write)
+	}
+	for _, c := range []struct {
+		rec  lastrun.Record
+		boot time.Time
+		want bool
+	}{
+		{joined, boot, true},
+		{joined, boot.Add(time.Hour), false}, // a join on an earlier boot
+		{handedOver, boot, false},
+		{lastrun.Record{Result: lastrun.Failed, Registered: boot.Add(time.Minute)}, boot, false},
+	} {
+		if got := c.rec.JoinedSince(c.boot); got != c.want {
+			t.Errorf("%+v.JoinedSince(%v) = %v, want %v", c.rec, c.boot, got, c.want)
+		}
+	}
+}

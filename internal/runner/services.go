@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"context"
@@ -10,29 +10,9 @@ import (
 	"github.com/firstrun/firstrun/internal/files"
 	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/inputs"
+	"github.com/firstrun/firstrun/internal/runrecord"
 	"github.com/firstrun/firstrun/internal/services"
 )
-
-// systemd returns the systemd connection, connecting on first use.
-func (j *job) systemd(ctx context.Context) (services.Systemd, error) {
-	if j.sd != nil {
-		return j.sd, nil
-	}
-	sd, err := j.deps.connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	j.sd = sd
-	return sd, nil
-}
-
-// close releases what the run holds.
-func (j *job) close() {
-	if j.sd != nil {
-		j.sd.Close()
-		j.sd = nil
-	}
-}
 
 // units returns the units firstrun manages for cfg, in the order they start, each with
 // the files that configure it. changed holds the host paths this run changed.
@@ -74,20 +54,20 @@ func changedPaths(changes []files.Change) map[string]bool {
 }
 
 // services reloads systemd when a drop-in changed, then enables and starts docker, ecs
-// and the log agent, restarting those whose settings changed.
-func (j *job) services(ctx context.Context, log *zap.Logger) error {
-	sd, err := j.systemd(ctx)
+// and the log agent, restarting those whose settings changed. It returns firstrun's
+// own unit when ecs.service's start waits for it (blockingUnit), else "".
+func (r *Runner) services(ctx context.Context, log *zap.Logger, cfg inputs.Config, changes []files.Change) (string, error) {
+	sd, err := r.systemd(ctx)
 	if err != nil {
-		return withCode(exitServices, fmt.Errorf("systemd: %w", err))
+		return "", withCode(runrecord.ExitServices, fmt.Errorf("systemd: %w", err))
 	}
-	changed := changedPaths(j.changes)
+	changed := changedPaths(changes)
 	reload := changed[hostpath.DockerProxyDropIn] || changed[hostpath.ECSProxyDropIn]
-	err = services.Converge(ctx, sd, log, reload, j.cfg.ServiceTimeout, units(j.root, j.cfg, changed)...)
+	err = services.Converge(ctx, sd, log, reload, cfg.ServiceTimeout, units(r.root, cfg, changed)...)
 	if err != nil {
-		return withCode(exitServices, err)
+		return "", withCode(runrecord.ExitServices, err)
 	}
-	j.blockedBy = blockingUnit(ctx, sd, log)
-	return nil
+	return blockingUnit(ctx, sd, log), nil
 }
 
 // healthUnit is the transient unit that waits for registration in firstrun's stead

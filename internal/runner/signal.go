@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"github.com/firstrun/firstrun/internal/imds"
 	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/lastrun"
+	"github.com/firstrun/firstrun/internal/logging"
+	"github.com/firstrun/firstrun/internal/runrecord"
 )
 
 // signalOnInterrupt bounds the FAILURE signal sent after SIGTERM or SIGINT: systemd
@@ -21,25 +23,26 @@ const signalOnInterrupt = 20 * time.Second
 // discover asks the instance metadata for what the environment and the env file did
 // not give, unless FIRSTRUN_IMDS=off or AWS_EC2_METADATA_DISABLED=true. IMDS being
 // unreachable is logged and the run carries on: validation then names what is
-// missing.
-func (j *job) discover(ctx context.Context, log *zap.Logger, raw inputs.Raw) {
+// missing. It returns the instance id the metadata gave, "" when not asked or
+// unanswered.
+func (r *Runner) discover(ctx context.Context, log *zap.Logger, raw inputs.Raw) string {
 	switch {
-	case !j.deps.live:
+	case !r.deps.Live:
 		log.Info("instance metadata: not asked (--root is not /: the metadata here is not the root's)")
-		return
+		return ""
 	case raw.Values["FIRSTRUN_IMDS"] == "off":
 		log.Info("instance metadata: not asked (FIRSTRUN_IMDS=off)")
-		return
-	case envValue(j.env, "AWS_EC2_METADATA_DISABLED") == "true":
+		return ""
+	case envValue(r.env, "AWS_EC2_METADATA_DISABLED") == "true":
 		log.Info("instance metadata: not asked (AWS_EC2_METADATA_DISABLED=true)")
-		return
+		return ""
 	}
 	tag := raw.Values["FIRSTRUN_CLUSTER_TAG"]
 	if tag == "" {
 		tag = imds.DefaultClusterTag
 	}
 	t0 := time.Now()
-	info, err := j.deps.discover(ctx, tag)
+	info, err := r.deps.Discover(ctx, tag)
 	fields := []zap.Field{zap.Duration("duration", time.Since(t0)), zap.Int("requests", info.Requests),
 		zap.String("instance_id", info.InstanceID), zap.String("region", info.Region), zap.Bool("tags_exposed", info.TagsExposed)}
 	if err != nil {
@@ -47,7 +50,6 @@ func (j *job) discover(ctx context.Context, log *zap.Logger, raw inputs.Raw) {
 	} else {
 		log.Info("instance metadata", fields...)
 	}
-	j.instanceID = info.InstanceID
 	raw.Discovered(map[string]string{
 		"ECS_CLUSTER":         info.Cluster,
 		"STACK_NAME":          info.StackName,
@@ -55,6 +57,7 @@ func (j *job) discover(ctx context.Context, log *zap.Logger, raw inputs.Raw) {
 		"LOGICAL_RESOURCE_ID": info.LogicalID,
 		"AWS_REGION":          info.Region,
 	})
+	return info.InstanceID
 }
 
 // envValue returns KEY's value in env, "" when absent.
@@ -68,43 +71,44 @@ func envValue(env []string, key string) string {
 }
 
 // instance returns the instance id: from IMDS, or else from cloud-init's record.
-func (j *job) instance() string {
-	if j.instanceID != "" {
-		return j.instanceID
+func (r *Runner) instance(res resolved) string {
+	if res.instanceID != "" {
+		return res.instanceID
 	}
-	return lastrun.InstanceID(j.root)
+	return lastrun.InstanceID(r.root)
 }
 
 // signal tells CloudFormation how the run ended, when asked to (--signal or
-// FIRSTRUN_SIGNAL=true): SUCCESS when code is exitOK, FAILURE with runErr's reason
+// FIRSTRUN_SIGNAL=true): SUCCESS when code is 0, FAILURE with runErr's reason
 // otherwise. It returns the exit code to leave with: a failed signal turns success into
-// exitSignal, and never replaces the code of the run's own failure; a signal that
+// runrecord.ExitSignal, and never replaces the code of the run's own failure; a signal that
 // nobody awaits (cfnsignal.ErrNotAwaited: the stack's policy is over, or the stack is
 // gone) is logged at info and changes nothing.
-func (j *job) signal(ctx context.Context, log *zap.Logger, code int, runErr error) int {
-	if !j.sig.read {
-		if j.opts.signal {
+func (r *Runner) signal(ctx context.Context, log *zap.Logger, code int, runErr error, out *results) int {
+	sig := out.res.sig
+	if !sig.read {
+		if r.opts.Signal {
 			log.Error("cannot signal CloudFormation: the inputs could not be read", zap.Error(runErr))
 		}
 		return code
 	}
-	on, target := j.sig.on, j.sig.target
+	on, target := sig.on, sig.target
 	log = log.With(zap.String("phase", "signal"))
 	switch {
 	case !on:
 		return code
-	case j.opts.dryRun:
+	case r.opts.DryRun:
 		log.Info("phase skipped", zap.String("reason", "--dry-run"))
 		return code
-	case !j.deps.live:
+	case !r.deps.Live:
 		log.Info("phase skipped", zap.String("reason", "--root is not /"))
 		return code
-	case j.handedOff:
+	case out.hl.handedOff:
 		log.Info("phase skipped", zap.String("reason", healthUnit+" signals once the agent has joined"))
 		return code
 	}
-	s := cfnsignal.Signal{StackName: target.StackName, LogicalResourceID: target.LogicalID, UniqueID: j.instance(), Status: cfnsignal.Success}
-	if code != exitOK {
+	s := cfnsignal.Signal{StackName: target.StackName, LogicalResourceID: target.LogicalID, UniqueID: r.instance(out.res), Status: cfnsignal.Success}
+	if code != runrecord.ExitOK {
 		s.Status = cfnsignal.Failure
 		if runErr != nil {
 			s.Reason = runErr.Error()
@@ -117,7 +121,7 @@ func (j *job) signal(ctx context.Context, log *zap.Logger, code int, runErr erro
 		defer cancel()
 	}
 	t0 := time.Now()
-	err := j.sendSignal(sctx, target, s)
+	err := r.sendSignal(sctx, target, s)
 	fields := []zap.Field{zap.String("status", string(s.Status)), zap.String("stack", s.StackName), zap.String("logical_id", s.LogicalResourceID),
 		zap.String("unique_id", s.UniqueID), zap.Duration("duration", time.Since(t0))}
 	if s.Reason != "" {
@@ -129,11 +133,11 @@ func (j *job) signal(ctx context.Context, log *zap.Logger, code int, runErr erro
 	}
 	if err != nil {
 		log.Error("CloudFormation signal failed", append(fields, zap.Error(err))...)
-		if code == exitOK {
-			if j.opts.logFormat == "console" {
-				fmt.Fprintf(j.stderr, "\nfirstrun: the CloudFormation signal failed: %v\n", err)
+		if code == runrecord.ExitOK {
+			if r.opts.LogFormat == logging.Console {
+				fmt.Fprintf(r.stderr, "\nfirstrun: the CloudFormation signal failed: %v\n", err)
 			}
-			return exitSignal
+			return runrecord.ExitSignal
 		}
 		return code
 	}
@@ -142,7 +146,7 @@ func (j *job) signal(ctx context.Context, log *zap.Logger, code int, runErr erro
 }
 
 // sendSignal checks the signal's target and sends it.
-func (j *job) sendSignal(ctx context.Context, target inputs.SignalTarget, s cfnsignal.Signal) error {
+func (r *Runner) sendSignal(ctx context.Context, target inputs.SignalTarget, s cfnsignal.Signal) error {
 	var missing []string
 	for _, m := range []struct{ name, value string }{
 		{"STACK_NAME", s.StackName}, {"LOGICAL_RESOURCE_ID", s.LogicalResourceID},
@@ -155,7 +159,7 @@ func (j *job) sendSignal(ctx context.Context, target inputs.SignalTarget, s cfns
 	if len(missing) > 0 {
 		return fmt.Errorf("cannot signal without %v", missing)
 	}
-	sig, err := j.deps.signaler(ctx, target)
+	sig, err := r.deps.Signaler(ctx, target)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/lastrun"
+	"github.com/firstrun/firstrun/internal/runrecord"
 )
 
 // checkTimeout bounds the whole of --check: it asks systemd a few questions and the
@@ -50,9 +51,10 @@ type checkReport struct {
 	Checks []checkResult `json:"checks"`
 }
 
-// check runs every check, changing nothing, prints the report and returns exitOK when
-// every check holds, exitCheck otherwise.
-func (j *job) check(ctx context.Context, log *zap.Logger) int {
+// Check runs every check, changing nothing, prints the report to stdout in
+// Options.Output's format and returns 0 when every check holds,
+// runrecord.ExitCheck otherwise. It needs no terminal and ends within checkTimeout.
+func (r *Runner) Check(ctx context.Context, log *zap.Logger) int {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
 	// The report is the output; the log keeps only warnings and errors.
@@ -60,32 +62,30 @@ func (j *job) check(ctx context.Context, log *zap.Logger) int {
 	var results []checkResult
 	add := func(r ...checkResult) { results = append(results, r...) }
 
-	cfgOK := true
-	if err := j.resolve(ctx, log); err != nil {
-		cfgOK = false
+	res, err := r.resolve(ctx, log)
+	if err != nil {
 		add(checkResult{Name: "inputs", Status: checkFail, Detail: inputsDetail(err)})
 	} else {
 		add(checkResult{Name: "inputs", Status: checkOK, Detail: "valid"})
-		_ = j.render(ctx, log) // pure
-		add(j.checkFiles()...)
+		add(r.checkFiles(res, r.render(log, res))...)
 	}
-	add(j.checkExposure())
-	add(j.checkUnits(ctx, cfgOK)...)
-	add(j.checkAgent(ctx, cfgOK))
-	add(j.checkLastRun())
+	add(r.checkExposure())
+	add(r.checkUnits(ctx, res)...)
+	add(r.checkAgent(ctx, res))
+	add(r.checkLastRun())
 
 	report := checkReport{OK: true, Checks: results}
 	for _, r := range results {
 		report.OK = report.OK && r.Status != checkFail
 	}
-	if err := writeReport(j.stdout, j.opts.output, report); err != nil {
-		fmt.Fprintf(j.stderr, "firstrun: writing the report: %v\n", err)
-		return exitInternal
+	if err := writeReport(r.stdout, r.opts.Output, report); err != nil {
+		fmt.Fprintf(r.stderr, "firstrun: writing the report: %v\n", err)
+		return runrecord.ExitInternal
 	}
 	if !report.OK {
-		return exitCheck
+		return runrecord.ExitCheck
 	}
-	return exitOK
+	return runrecord.ExitOK
 }
 
 // inputsDetail is the inputs problem on one line per problem.
@@ -99,9 +99,9 @@ func inputsDetail(err error) string {
 
 // checkFiles compares every file firstrun manages with what it would write now,
 // including files an earlier run wrote that are no longer wanted.
-func (j *job) checkFiles() []checkResult {
-	w := j.deps.newWriter(j.root)
-	changes, err := w.Plan(j.want, j.prev.Stale(j.want))
+func (r *Runner) checkFiles(res resolved, ren rendered) []checkResult {
+	w := r.deps.NewWriter(r.root)
+	changes, err := w.Plan(ren.want, res.prev.Stale(ren.want))
 	if err != nil {
 		return []checkResult{{Name: "files", Status: checkFail, Detail: err.Error()}}
 	}
@@ -109,116 +109,114 @@ func (j *job) checkFiles() []checkResult {
 	planned := map[string]bool{}
 	for _, c := range changes {
 		planned[c.Path] = true
-		r := checkResult{Name: "file " + c.Path, Status: checkOK, Detail: "as rendered"}
+		fr := checkResult{Name: "file " + c.Path, Status: checkOK, Detail: "as rendered"}
 		switch {
 		case c.Action == files.Unchanged:
-		case c.Action == files.Created && c.Path == hostpath.CloudWatchAgentConfig && slices.Contains(j.prev.Files, c.Path):
-			r.Status, r.Detail = checkFail, cwagent.FetchConfigDeleted
+		case c.Action == files.Created && c.Path == hostpath.CloudWatchAgentConfig && slices.Contains(res.prev.Files, c.Path):
+			fr.Status, fr.Detail = checkFail, cwagent.FetchConfigDeleted
 		case c.Action == files.Created:
-			r.Status, r.Detail = checkFail, "missing"
+			fr.Status, fr.Detail = checkFail, "missing"
 		case c.Action == files.Removed:
-			r.Status, r.Detail = checkFail, "left over: no input asks for it now"
+			fr.Status, fr.Detail = checkFail, "left over: no input asks for it now"
 		case c.ModeOnly():
-			r.Status, r.Detail = checkFail, fmt.Sprintf("mode %04o, want %04o", c.OldMode, c.Mode)
+			fr.Status, fr.Detail = checkFail, fmt.Sprintf("mode %04o, want %04o", c.OldMode, c.Mode)
 		default:
-			r.Status, r.Detail = checkFail, "differs from what firstrun would write (edited by hand?)"
+			fr.Status, fr.Detail = checkFail, "differs from what firstrun would write (edited by hand?)"
 		}
-		if r.Status == checkFail {
-			r.Diff = files.Diff(c)
+		if fr.Status == checkFail {
+			fr.Diff = files.Diff(c)
 		}
-		out = append(out, r)
+		out = append(out, fr)
 	}
-	if cc := hostpath.CloudWatchCommonConfig; j.cfg.LogAgent == inputs.LogAgentCloudWatch && !planned[cc] && !exists(j.root.Join(cc)) {
+	if cc := hostpath.CloudWatchCommonConfig; res.cfg.LogAgent == inputs.LogAgentCloudWatch && !planned[cc] && !exists(r.root.Join(cc)) {
 		out = append(out, checkResult{Name: "file " + cc, Status: checkFail, Detail: cwagent.CommonConfigMissing})
 	}
 	return out
 }
 
 // checkExposure warns when a proxy password sits in a file any local user can read.
-func (j *job) checkExposure() checkResult {
-	ok, detail := exposure.Report(j.root)
-	r := checkResult{Name: "proxy credentials", Status: checkOK, Detail: detail}
+func (r *Runner) checkExposure() checkResult {
+	ok, detail := exposure.Report(r.root)
+	c := checkResult{Name: "proxy credentials", Status: checkOK, Detail: detail}
 	if !ok {
-		r.Status = checkWarn
+		c.Status = checkWarn
 	}
-	return r
+	return c
 }
 
 // checkUnits reports whether each unit firstrun manages is enabled and active.
-func (j *job) checkUnits(ctx context.Context, cfgOK bool) []checkResult {
-	cfg := j.cfg
-	if !cfgOK {
-		cfg = inputs.Config{} // still check docker and ecs
-	}
+// The inputs being invalid, it still checks docker and ecs.
+func (r *Runner) checkUnits(ctx context.Context, res resolved) []checkResult {
 	var out []checkResult
-	for _, u := range units(j.root, cfg, nil) {
-		r := checkResult{Name: "unit " + u.Name}
-		if !j.deps.live {
-			r.Status, r.Detail = checkSkip, "--root is not /"
-			out = append(out, r)
+	for _, u := range units(r.root, res.cfg, nil) {
+		c := checkResult{Name: "unit " + u.Name}
+		if !r.deps.Live {
+			c.Status, c.Detail = checkSkip, "--root is not /"
+			out = append(out, c)
 			continue
 		}
-		sd, err := j.systemd(ctx)
+		sd, err := r.systemd(ctx)
 		if err != nil {
-			r.Status, r.Detail = checkFail, "systemd: "+err.Error()
-			out = append(out, r)
+			c.Status, c.Detail = checkFail, "systemd: "+err.Error()
+			out = append(out, c)
 			continue
 		}
 		st, err := sd.State(ctx, u.Name)
 		switch {
 		case err != nil:
-			r.Status, r.Detail = checkFail, err.Error()
+			c.Status, c.Detail = checkFail, err.Error()
 		case st.Active() && st.Enabled():
-			r.Status, r.Detail = checkOK, st.String()
+			c.Status, c.Detail = checkOK, st.String()
 		default:
-			r.Status, r.Detail = checkFail, st.String()
+			c.Status, c.Detail = checkFail, st.String()
 		}
-		out = append(out, r)
+		out = append(out, c)
 	}
 	return out
 }
 
 // checkAgent asks the agent once whether it is registered to the cluster.
-func (j *job) checkAgent(ctx context.Context, cfgOK bool) checkResult {
-	r := checkResult{Name: "agent registration"}
+func (r *Runner) checkAgent(ctx context.Context, res resolved) checkResult {
+	cfgOK, cfg := res.valid, res.cfg
+	c := checkResult{Name: "agent registration"}
 	switch {
-	case !cfgOK && !j.deps.live:
-		r.Status, r.Detail = checkSkip, "--root is not /"
-		return r
+	case !cfgOK && !r.deps.Live:
+		c.Status, c.Detail = checkSkip, "--root is not /"
+		return c
 	case !cfgOK:
-		r.Status, r.Detail = checkFail, "unknown: the inputs are invalid, so the cluster is unknown"
-		return r
-	case !j.deps.live && !j.agentNamed():
-		r.Status, r.Detail = checkSkip, "--root is not / (set FIRSTRUN_AGENT_URL to ask an agent)"
-		return r
+		c.Status, c.Detail = checkFail, "unknown: the inputs are invalid, so the cluster is unknown"
+		return c
+	case !r.deps.Live && !agentNamed(cfg):
+		c.Status, c.Detail = checkSkip, "--root is not / (set FIRSTRUN_AGENT_URL to ask an agent)"
+		return c
 	}
-	st := j.deps.newAgent(j.cfg.AgentURL).Get(ctx)
+	st := r.deps.NewAgent(cfg.AgentURL).Get(ctx)
 	switch {
-	case st.RegisteredTo(j.cfg.Cluster):
-		r.Status, r.Detail = checkOK, st.String()
-	case st.WrongCluster(j.cfg.Cluster) != "":
-		r.Status, r.Detail = checkFail, fmt.Sprintf("registered to %q, not %q: was ECS_CLUSTER picked up?", st.WrongCluster(j.cfg.Cluster), j.cfg.Cluster)
+	case st.RegisteredTo(cfg.Cluster):
+		c.Status, c.Detail = checkOK, st.String()
+	case st.WrongCluster(cfg.Cluster) != "":
+		c.Status, c.Detail = checkFail, fmt.Sprintf("registered to %q, not %q: was ECS_CLUSTER picked up?", st.WrongCluster(cfg.Cluster), cfg.Cluster)
 	default:
-		r.Status, r.Detail = checkFail, st.String()
+		c.Status, c.Detail = checkFail, st.String()
 	}
-	return r
+	return c
 }
 
 // checkLastRun reports the run-once marker: firstrun must have run, and succeeded.
-func (j *job) checkLastRun() checkResult {
-	r := checkResult{Name: "last run"}
-	rec, ok, err := lastrun.Read(j.root)
+func (r *Runner) checkLastRun() checkResult {
+	c := checkResult{Name: "last run"}
+	rec, ok, err := lastrun.Read(r.root)
 	switch {
 	case err != nil:
-		r.Status, r.Detail = checkFail, err.Error()
+		c.Status, c.Detail = checkFail, err.Error()
 	case !ok:
-		r.Status, r.Detail = checkFail, "firstrun has not run here"
+		c.Status, c.Detail = checkFail, "firstrun has not run here"
 	case rec.Result != lastrun.OK:
-		r.Status, r.Detail = checkFail, rec.String()
+		c.Status, c.Detail = checkFail, rec.String()
 	default:
-		r.Status, r.Detail = checkOK, rec.String()
+		c.Status, c.Detail = checkOK, rec.String()
 	}
-	return r
+	return c
 }
 
 // writeReport prints the report as a table (diffs after it) or as JSON.

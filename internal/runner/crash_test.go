@@ -1,6 +1,7 @@
-package main
+package runner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/firstrun/firstrun/internal/files"
 	"github.com/firstrun/firstrun/internal/hostpath"
+	"github.com/firstrun/firstrun/internal/logging"
+	"github.com/firstrun/firstrun/internal/runner/runnertest"
+	"github.com/firstrun/firstrun/internal/runrecord"
 	"github.com/firstrun/firstrun/internal/state"
 	"github.com/firstrun/firstrun/internal/testenv"
 )
@@ -40,21 +44,18 @@ func (w *failingWriter) Apply(changes []files.Change) error {
 // runWith runs a job on root with env whose writer fails at the first change of action.
 func runWith(t *testing.T, root string, env []string, failAt files.Action) int {
 	t.Helper()
-	j := &job{
-		opts: options{root: root, logFormat: "json"}, env: env, root: hostpath.Root(root),
-		stdout: io.Discard, stderr: io.Discard,
-		deps: testDeps(root, func(d *deps) {
-			d.newWriter = func(r hostpath.Root) fileWriter { return &failingWriter{Writer: files.NewWriter(r), failAt: failAt} }
-		}),
-	}
-	return j.run(context.Background(), zap.NewNop())
+	r := New(Options{Root: root, LogFormat: logging.JSON}, env, io.Discard, io.Discard, testDeps(root, func(d *Deps) {
+		d.NewWriter = func(r hostpath.Root) FileWriter { return &failingWriter{Writer: files.NewWriter(r), failAt: failAt} }
+	}))
+	defer r.Close()
+	return r.Run(context.Background(), zap.NewNop())
 }
 
 // ownedOnDisk returns the files the state file on disk says firstrun owns, and the
 // keys it owns in common-config.toml.
 func ownedOnDisk(t *testing.T, root string) ([]string, []string) {
 	t.Helper()
-	data, _ := frRead(t, root, "/var/lib/firstrun/state.json")
+	data, _ := runnertest.Read(t, root, "/var/lib/firstrun/state.json")
 	s, err := state.Parse([]byte(data))
 	if err != nil {
 		t.Fatal(err)
@@ -71,9 +72,9 @@ func TestStopMidApplyForgetsNothing(t *testing.T) {
 	}
 	const commonConfig = "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml"
 	t.Run("stopped while creating", func(t *testing.T) {
-		root := frRoot(t)
-		if code := runWith(t, root, chapterEnv, files.Created); code != exitApply {
-			t.Fatalf("exit %d, want %d", code, exitApply)
+		root := runnertest.Root(t)
+		if code := runWith(t, root, runnertest.ChapterEnv, files.Created); code != runrecord.ExitFile {
+			t.Fatalf("exit %d, want %d", code, runrecord.ExitFile)
 		}
 		files, keys := ownedOnDisk(t, root)
 		owned := strings.Join(files, ",")
@@ -87,34 +88,34 @@ func TestStopMidApplyForgetsNothing(t *testing.T) {
 		}
 	})
 	t.Run("stopped while removing", func(t *testing.T) {
-		root := frRoot(t)
-		if r := frRun(t, chapterEnv, "--root", root); r.code != exitOK {
-			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		root := runnertest.Root(t)
+		if r := runRoot(t, root, runnertest.ChapterEnv); r.Code != runrecord.ExitOK {
+			t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
 		}
-		noProxy := testenv.WithEnv(chapterEnv, "-PROXY_URL")
-		if code := runWith(t, root, noProxy, files.Removed); code != exitApply {
-			t.Fatalf("exit %d, want %d", code, exitApply)
+		noProxy := testenv.WithEnv(runnertest.ChapterEnv, "-PROXY_URL")
+		if code := runWith(t, root, noProxy, files.Removed); code != runrecord.ExitFile {
+			t.Fatalf("exit %d, want %d", code, runrecord.ExitFile)
 		}
 		files, keys := ownedOnDisk(t, root)
 		owned := strings.Join(files, ",")
 		for _, p := range proxyFiles {
-			if _, exists := frRead(t, root, p); exists && !strings.Contains(owned, p) {
+			if _, exists := runnertest.Read(t, root, p); exists && !strings.Contains(owned, p) {
 				t.Errorf("%s is still on disk but the state forgot it: %s", p, owned)
 			}
 		}
-		if cc, _ := frRead(t, root, commonConfig); strings.Contains(cc, "http_proxy") && len(keys) == 0 {
+		if cc, _ := runnertest.Read(t, root, commonConfig); strings.Contains(cc, "http_proxy") && len(keys) == 0 {
 			t.Errorf("common-config.toml still holds the proxy but the state forgot its keys:\n%s", cc)
 		}
 		// The next run finishes the job.
-		if r := frRun(t, noProxy, "--root", root); r.code != exitOK {
-			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		if r := runRoot(t, root, noProxy); r.Code != runrecord.ExitOK {
+			t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
 		}
 		for _, p := range proxyFiles {
-			if _, exists := frRead(t, root, p); exists {
+			if _, exists := runnertest.Read(t, root, p); exists {
 				t.Errorf("%s left behind", p)
 			}
 		}
-		if cc, exists := frRead(t, root, commonConfig); !exists || strings.Contains(cc, "proxy") {
+		if cc, exists := runnertest.Read(t, root, commonConfig); !exists || strings.Contains(cc, "proxy") {
 			t.Errorf("common-config.toml (exists %v) after the proxy was removed:\n%s", exists, cc)
 		}
 	})
@@ -123,14 +124,29 @@ func TestStopMidApplyForgetsNothing(t *testing.T) {
 // TestSignalStopsBetweenPhases: a run whose context is cancelled (SIGTERM) stops
 // before the next phase with its own exit code, and writes nothing it had not begun.
 func TestSignalStopsBetweenPhases(t *testing.T) {
-	root := frRoot(t)
+	root := runnertest.Root(t)
 	before := testenv.Snapshot(t, root)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	j := &job{opts: options{root: root}, env: chapterEnv, root: hostpath.Root(root),
-		stdout: io.Discard, stderr: io.Discard, deps: testDeps(root)}
-	if code := j.run(ctx, zap.NewNop()); code != exitInterrupted {
-		t.Errorf("exit %d, want %d", code, exitInterrupted)
+	r := New(Options{Root: root}, runnertest.ChapterEnv, io.Discard, io.Discard, testDeps(root))
+	defer r.Close()
+	if code := r.Run(ctx, zap.NewNop()); code != runrecord.ExitStopped {
+		t.Errorf("exit %d, want %d", code, runrecord.ExitStopped)
 	}
 	testenv.SameSnapshot(t, before, testenv.Snapshot(t, root))
+}
+
+// runRoot runs firstrun on root (not live: no services, no agent) with env, JSON logs
+// parsed.
+func runRoot(t *testing.T, root string, env []string) runnertest.Result {
+	t.Helper()
+	var stderr bytes.Buffer
+	log, err := logging.New(&stderr, logging.JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(Options{Root: root, LogFormat: logging.JSON}, env, io.Discard, &stderr, RealDeps(root))
+	defer r.Close()
+	code := r.Run(context.Background(), log)
+	return runnertest.Parse(t, code, "", stderr.String())
 }

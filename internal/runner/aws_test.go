@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"context"
@@ -20,6 +20,8 @@ import (
 	"github.com/firstrun/firstrun/internal/imds"
 	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/lastrun"
+	"github.com/firstrun/firstrun/internal/runner/runnertest"
+	"github.com/firstrun/firstrun/internal/runrecord"
 	"github.com/firstrun/firstrun/internal/testenv"
 	"go.uber.org/zap"
 )
@@ -36,8 +38,8 @@ type cloud struct {
 
 // on makes h's runs talk to c instead of AWS.
 func (c *cloud) on(h *liveHost) {
-	h.mods = append(h.mods, func(d *deps) {
-		d.discover = func(_ context.Context, tag string) (imds.Info, error) {
+	h.mods = append(h.mods, func(d *Deps) {
+		d.Discover = func(_ context.Context, tag string) (imds.Info, error) {
 			c.asked++
 			info := c.info
 			if tag != imds.DefaultClusterTag {
@@ -45,7 +47,7 @@ func (c *cloud) on(h *liveHost) {
 			}
 			return info, c.imdsErr
 		}
-		d.signaler = func(_ context.Context, t inputs.SignalTarget) (cfnsignal.Signaler, error) {
+		d.Signaler = func(_ context.Context, t inputs.SignalTarget) (cfnsignal.Signaler, error) {
 			c.targets = append(c.targets, t)
 			return cfnsignal.Func(func(_ context.Context, s cfnsignal.Signal) error {
 				c.signals = append(c.signals, s)
@@ -70,20 +72,20 @@ func TestDiscoveryFillsWhatIsNotGiven(t *testing.T) {
 	c := &cloud{info: taggedInstance()}
 	c.on(h)
 	h.agent.cluster = "tagged-cluster"
-	r := h.run(t, testenv.WithEnv(onlyTimeouts, "STACK_NAME=given-stack"), "--signal")
-	if r.code != exitOK {
-		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	r := h.run(t, testenv.WithEnv(onlyTimeouts, "STACK_NAME=given-stack"), Options{Signal: true})
+	if r.Code != runrecord.ExitOK {
+		t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
 	}
-	cfg, _ := frRead(t, h.root, "/etc/ecs/ecs.config")
+	cfg, _ := runnertest.Read(t, h.root, "/etc/ecs/ecs.config")
 	if !strings.Contains(cfg, "ECS_CLUSTER=tagged-cluster\n") {
 		t.Errorf("ECS_CLUSTER not taken from the tag:\n%s", cfg)
 	}
-	json, _ := frRead(t, h.root, "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json")
+	json, _ := runnertest.Read(t, h.root, "/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json")
 	if !strings.Contains(json, "/given-stack/ec2/microtrader-ECSAutoScalingGroup-1X2Y/") {
 		t.Errorf("log groups do not use the given stack and the discovered group:\n%s", json)
 	}
 	sources := map[string]string{}
-	for _, l := range r.logs {
+	for _, l := range r.Logs {
 		if l["msg"] == "input" {
 			sources[l["name"].(string)] = l["source"].(string)
 		}
@@ -107,19 +109,19 @@ func TestIMDSUnavailableCarriesOnWithTheEnvironment(t *testing.T) {
 	c := &cloud{imdsErr: errors.New("instance metadata service unavailable: connection refused")}
 	c.on(h)
 	r := h.run(t, fastEnv)
-	if r.code != exitOK {
-		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	if r.Code != runrecord.ExitOK {
+		t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
 	}
-	if !r.logged("instance metadata unavailable: carrying on with the environment and the env file", "error") {
-		t.Errorf("IMDS being down is not logged:\n%s", r.stderr)
+	if !r.Logged("instance metadata unavailable: carrying on with the environment and the env file", "error") {
+		t.Errorf("IMDS being down is not logged:\n%s", r.Stderr)
 	}
 
 	// With nothing in the environment, validation names what is then missing.
 	h2 := newLiveHost(t)
 	c.on(h2)
 	r = h2.run(t, onlyTimeouts)
-	if r.code != exitInput || !strings.Contains(r.stderr, "ECS_CLUSTER") {
-		t.Errorf("exit %d, want %d naming ECS_CLUSTER\n%s", r.code, exitInput, r.stderr)
+	if r.Code != runrecord.ExitInput || !strings.Contains(r.Stderr, "ECS_CLUSTER") {
+		t.Errorf("exit %d, want %d naming ECS_CLUSTER\n%s", r.Code, runrecord.ExitInput, r.Stderr)
 	}
 }
 
@@ -131,8 +133,8 @@ func TestIMDSOff(t *testing.T) {
 		h := newLiveHost(t)
 		c := &cloud{info: taggedInstance()}
 		c.on(h)
-		if r := h.run(t, env); r.code != exitOK {
-			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		if r := h.run(t, env); r.Code != runrecord.ExitOK {
+			t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
 		}
 		if c.asked != 0 {
 			t.Errorf("%q: IMDS asked %d times", env[len(env)-1], c.asked)
@@ -148,9 +150,9 @@ func TestSignalFailureOnEveryFailure(t *testing.T) {
 		setup func(h *liveHost)
 		code  int
 	}{
-		{"invalid input", testenv.WithEnv(fastEnv, append(sig, "ECS_CLUSTER=bad cluster")...), nil, exitInput},
-		{"services", testenv.WithEnv(fastEnv, sig...), func(h *liveHost) { h.noBus = errors.New("no bus") }, exitServices},
-		{"health timeout", testenv.WithEnv(fastEnv, sig...), func(h *liveHost) { h.agent.after = -1 }, exitHealth},
+		{"invalid input", testenv.WithEnv(fastEnv, append(sig, "ECS_CLUSTER=bad cluster")...), nil, runrecord.ExitInput},
+		{"services", testenv.WithEnv(fastEnv, sig...), func(h *liveHost) { h.noBus = errors.New("no bus") }, runrecord.ExitServices},
+		{"health timeout", testenv.WithEnv(fastEnv, sig...), func(h *liveHost) { h.agent.after = -1 }, runrecord.ExitHealth},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newLiveHost(t)
@@ -160,14 +162,14 @@ func TestSignalFailureOnEveryFailure(t *testing.T) {
 				tc.setup(h)
 			}
 			r := h.run(t, tc.env)
-			if r.code != tc.code {
-				t.Fatalf("exit %d, want %d\n%s", r.code, tc.code, r.stderr)
+			if r.Code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s", r.Code, tc.code, r.Stderr)
 			}
 			if len(c.signals) != 1 || c.signals[0].Status != cfnsignal.Failure || c.signals[0].Reason == "" {
 				t.Errorf("signals %+v, want one FAILURE with a reason", c.signals)
 			}
-			if !r.logged("CloudFormation signalled", "reason") {
-				t.Errorf("the FAILURE signal and its reason are not logged:\n%s", r.stderr)
+			if !r.Logged("CloudFormation signalled", "reason") {
+				t.Errorf("the FAILURE signal and its reason are not logged:\n%s", r.Stderr)
 			}
 		})
 	}
@@ -178,15 +180,15 @@ func TestFailedSignal(t *testing.T) {
 	h := newLiveHost(t)
 	c := &cloud{info: taggedInstance(), signalErr: errors.New("AccessDenied: not authorized to perform cloudformation:SignalResource")}
 	c.on(h)
-	if r := h.run(t, testenv.WithEnv(fastEnv, sig...)); r.code != exitSignal || !strings.Contains(r.stderr, "AccessDenied") {
-		t.Errorf("a run that succeeded but could not signal: exit %d, want %d\n%s", r.code, exitSignal, r.stderr)
+	if r := h.run(t, testenv.WithEnv(fastEnv, sig...)); r.Code != runrecord.ExitSignal || !strings.Contains(r.Stderr, "AccessDenied") {
+		t.Errorf("a run that succeeded but could not signal: exit %d, want %d\n%s", r.Code, runrecord.ExitSignal, r.Stderr)
 	}
 	// It never hides the run's own failure.
 	h = newLiveHost(t)
 	c.on(h)
 	h.agent.after = -1
-	if r := h.run(t, testenv.WithEnv(fastEnv, sig...)); r.code != exitHealth {
-		t.Errorf("a failed run whose signal failed too: exit %d, want %d", r.code, exitHealth)
+	if r := h.run(t, testenv.WithEnv(fastEnv, sig...)); r.Code != runrecord.ExitHealth {
+		t.Errorf("a failed run whose signal failed too: exit %d, want %d", r.Code, runrecord.ExitHealth)
 	}
 }
 
@@ -211,9 +213,9 @@ func onStandInWith(t *testing.T, h *liveHost, cfg cfnsignaltest.Config) *cfnsign
 		"AWS_SESSION_TOKEN": "", "AWS_EC2_METADATA_DISABLED": "true"} {
 		t.Setenv(k, v)
 	}
-	h.mods = append(h.mods, func(d *deps) {
-		d.discover = func(context.Context, string) (imds.Info, error) { return taggedInstance(), nil }
-		d.signaler = func(ctx context.Context, target inputs.SignalTarget) (cfnsignal.Signaler, error) {
+	h.mods = append(h.mods, func(d *Deps) {
+		d.Discover = func(context.Context, string) (imds.Info, error) { return taggedInstance(), nil }
+		d.Signaler = func(ctx context.Context, target inputs.SignalTarget) (cfnsignal.Signaler, error) {
 			return cfnsignal.New(ctx, cfnsignal.Options{Region: target.Region, Endpoint: srv.URL, Timeout: time.Minute})
 		}
 	})
@@ -235,9 +237,9 @@ func TestSignalNobodyAwaits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newLiveHost(t)
 			cfn := onStandIn(t, h, tc.stacks...)
-			r := h.run(t, fastEnv, "--signal", "--log-format", "json")
-			if r.code != exitOK || !strings.Contains(r.stderr, tc.says) || !strings.Contains(r.stderr, `"level":"info"`) {
-				t.Errorf("exit %d, want %d with %q logged at info\n%s", r.code, exitOK, tc.says, r.stderr)
+			r := h.run(t, fastEnv, Options{Signal: true})
+			if r.Code != runrecord.ExitOK || !strings.Contains(r.Stderr, tc.says) || !strings.Contains(r.Stderr, `"level":"info"`) {
+				t.Errorf("exit %d, want %d with %q logged at info\n%s", r.Code, runrecord.ExitOK, tc.says, r.Stderr)
 			}
 			if n := len(cfn.Requests()); n != 1 {
 				t.Errorf("%d requests, want 1", n)
@@ -248,8 +250,8 @@ func TestSignalNobodyAwaits(t *testing.T) {
 	h := newLiveHost(t)
 	onStandIn(t, h, cfnsignaltest.Complete("microtrader", "ECSAutoScalingGroup"))
 	h.agent.after = -1
-	if r := h.run(t, fastEnv, "--signal"); r.code != exitHealth || !strings.Contains(r.stderr, "no signal awaited") {
-		t.Errorf("a failed run whose FAILURE nobody awaits: exit %d, want %d\n%s", r.code, exitHealth, r.stderr)
+	if r := h.run(t, fastEnv, Options{Signal: true}); r.Code != runrecord.ExitHealth || !strings.Contains(r.Stderr, "no signal awaited") {
+		t.Errorf("a failed run whose FAILURE nobody awaits: exit %d, want %d\n%s", r.Code, runrecord.ExitHealth, r.Stderr)
 	}
 }
 
@@ -269,9 +271,9 @@ func TestSignalRefusedSaysWhy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newLiveHost(t)
 			onStandInWith(t, h, tc.cfg)
-			r := h.run(t, fastEnv, "--signal", "--log-format", "json")
-			if r.code != exitSignal || !strings.Contains(r.stderr, tc.says) {
-				t.Errorf("exit %d, want %d saying %q\n%s", r.code, exitSignal, tc.says, r.stderr)
+			r := h.run(t, fastEnv, Options{Signal: true})
+			if r.Code != runrecord.ExitSignal || !strings.Contains(r.Stderr, tc.says) {
+				t.Errorf("exit %d, want %d saying %q\n%s", r.Code, runrecord.ExitSignal, tc.says, r.Stderr)
 			}
 		})
 	}
@@ -290,8 +292,8 @@ func TestSignalTimeoutReachesTheClient(t *testing.T) {
 	h := newLiveHost(t)
 	c := &cloud{info: taggedInstance()}
 	c.on(h)
-	if r := h.run(t, testenv.WithEnv(fastEnv, "FIRSTRUN_SIGNAL_TIMEOUT=90s", "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), "--signal"); r.code != exitOK {
-		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	if r := h.run(t, testenv.WithEnv(fastEnv, "FIRSTRUN_SIGNAL_TIMEOUT=90s", "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), Options{Signal: true}); r.Code != runrecord.ExitOK {
+		t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
 	}
 	if len(c.targets) != 1 || c.targets[0].Timeout != 90*time.Second {
 		t.Errorf("targets %+v, want one with Timeout 90s", c.targets)
@@ -304,9 +306,9 @@ func TestSignalNeedsTheInstanceID(t *testing.T) {
 	info.InstanceID = ""
 	c := &cloud{info: info}
 	c.on(h)
-	r := h.run(t, testenv.WithEnv(fastEnv, "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), "--signal")
-	if r.code != exitInput || !strings.Contains(r.stderr, "instance id") {
-		t.Errorf("exit %d, want %d naming the instance id\n%s", r.code, exitInput, r.stderr)
+	r := h.run(t, testenv.WithEnv(fastEnv, "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), Options{Signal: true})
+	if r.Code != runrecord.ExitInput || !strings.Contains(r.Stderr, "instance id") {
+		t.Errorf("exit %d, want %d naming the instance id\n%s", r.Code, runrecord.ExitInput, r.Stderr)
 	}
 }
 
@@ -314,8 +316,8 @@ func TestNoSignalUnlessAsked(t *testing.T) {
 	h := newLiveHost(t)
 	c := &cloud{info: taggedInstance()}
 	c.on(h)
-	if r := h.run(t, fastEnv); r.code != exitOK {
-		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	if r := h.run(t, fastEnv); r.Code != runrecord.ExitOK {
+		t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
 	}
 	if len(c.signals) != 0 {
 		t.Errorf("signalled %+v without --signal or FIRSTRUN_SIGNAL", c.signals)
@@ -327,8 +329,8 @@ func TestHandOffCarriesTheSignal(t *testing.T) {
 	c := &cloud{info: taggedInstance()}
 	c.on(h)
 	h.fromCloudFinal("activating")
-	if r := h.run(t, testenv.WithEnv(fastEnv, "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), "--signal"); r.code != exitOK {
-		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	if r := h.run(t, testenv.WithEnv(fastEnv, "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), Options{Signal: true}); r.Code != runrecord.ExitOK {
+		t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
 	}
 	if len(c.signals) != 0 {
 		t.Errorf("the handing-over run signalled %+v before the agent joined", c.signals)
@@ -344,8 +346,8 @@ func TestSIGTERMSignalsFailure(t *testing.T) {
 	c.on(h)
 	ctx, cancel := context.WithCancel(context.Background())
 	polls := 0
-	h.mods = append(h.mods, func(d *deps) {
-		d.newAgent = func(string) health.Getter {
+	h.mods = append(h.mods, func(d *Deps) {
+		d.NewAgent = func(string) health.Getter {
 			return health.GetterFunc(func(context.Context) health.Status {
 				if polls++; polls == 3 {
 					cancel() // SIGTERM while waiting for the agent
@@ -354,9 +356,9 @@ func TestSIGTERMSignalsFailure(t *testing.T) {
 			})
 		}
 	})
-	j := h.job(t, testenv.WithEnv(fastEnv, "FIRSTRUN_HEALTH_TIMEOUT=1h", "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), "--signal")
-	if code := j.run(ctx, zap.NewNop()); code != exitInterrupted {
-		t.Fatalf("exit %d, want %d", code, exitInterrupted)
+	rn := h.runner(testenv.WithEnv(fastEnv, "FIRSTRUN_HEALTH_TIMEOUT=1h", "LOGICAL_RESOURCE_ID=ECSAutoScalingGroup"), Options{Signal: true})
+	if code := rn.Run(ctx, zap.NewNop()); code != runrecord.ExitStopped {
+		t.Fatalf("exit %d, want %d", code, runrecord.ExitStopped)
 	}
 	if len(c.signals) != 1 || c.signals[0].Status != cfnsignal.Failure || !strings.Contains(c.signals[0].Reason, "stopped by a signal") {
 		t.Errorf("signals %+v, want one FAILURE saying the run was stopped", c.signals)
@@ -368,8 +370,8 @@ func TestMarkerRecordsTheDiscoveredInstanceID(t *testing.T) {
 	c := &cloud{info: taggedInstance()}
 	c.on(h)
 	testenv.WriteFile(t, h.root, hostpath.CloudInitInstanceID, "iid-datasource-none\n", 0o644)
-	if r := h.run(t, fastEnv); r.code != exitOK {
-		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	if r := h.run(t, fastEnv); r.Code != runrecord.ExitOK {
+		t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
 	}
 	rec, ok, err := lastrun.Read(hostpath.Root(h.root))
 	if err != nil || !ok || rec.InstanceID != "i-0123456789abcdef0" {

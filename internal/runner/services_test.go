@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"bytes"
@@ -24,13 +24,16 @@ import (
 	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/lastrun"
 	"github.com/firstrun/firstrun/internal/logging"
+	"github.com/firstrun/firstrun/internal/runner/runnertest"
+	"github.com/firstrun/firstrun/internal/runrecord"
 	"github.com/firstrun/firstrun/internal/services"
+	"github.com/firstrun/firstrun/internal/services/servicestest"
 	"github.com/firstrun/firstrun/internal/testenv"
 )
 
 // testDeps are the production deps for root, changed by mods.
-func testDeps(root string, mods ...func(*deps)) deps {
-	d := realDeps(root)
+func testDeps(root string, mods ...func(*Deps)) Deps {
+	d := RealDeps(root)
 	for _, m := range mods {
 		m(&d)
 	}
@@ -58,82 +61,99 @@ func (a *fakeAgent) Get(context.Context) health.Status {
 // systemd with docker, ecs and the CloudWatch agent installed, and a fake agent.
 type liveHost struct {
 	root  string
-	sd    *services.Fake
+	sd    *servicestest.Fake
 	agent *fakeAgent
 	dials int // connections made to systemd
 	noBus error
 	now   time.Time
-	mods  []func(*deps) // more changes to the deps, such as a fake cloud
+	boot  time.Time     // when the host booted: zero, unknown
+	mods  []func(*Deps) // more changes to the deps, such as a fake cloud
 }
 
 func newLiveHost(t *testing.T) *liveHost {
 	return &liveHost{
-		root:  frRoot(t),
-		sd:    services.NewFake(services.Docker, services.ECS, services.CloudWatchAgent),
+		root:  runnertest.Root(t),
+		sd:    servicestest.NewFake(services.Docker, services.ECS, services.CloudWatchAgent),
 		agent: &fakeAgent{cluster: "microtrader-cluster", after: 3},
 		now:   time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC),
 	}
 }
 
-// run runs firstrun's job on h with env and args, JSON logs parsed.
-func (h *liveHost) run(t *testing.T, env []string, args ...string) frResult {
+// run runs firstrun on h with env and opts (JSON logs, root h.root), logs parsed.
+func (h *liveHost) run(t *testing.T, env []string, opts ...Options) runnertest.Result {
+	t.Helper()
+	return h.do(t, env, (*Runner).Run, opts...)
+}
+
+// check runs --check on h with env, the report in the format output.
+func (h *liveHost) check(t *testing.T, env []string, output string) runnertest.Result {
+	t.Helper()
+	return h.do(t, env, (*Runner).Check, Options{Output: output})
+}
+
+// do calls what (Run or Check) on a runner of h, logs parsed.
+func (h *liveHost) do(t *testing.T, env []string, what func(*Runner, context.Context, *zap.Logger) int, opts ...Options) runnertest.Result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	j := h.jobTo(t, &stdout, &stderr, env, args...)
-	log, err := logging.New(&stderr, j.opts.logFormat)
+	r := h.runnerTo(&stdout, &stderr, env, opts...)
+	log, err := logging.New(&stderr, r.opts.LogFormat)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var code int
-	if j.opts.check {
-		code = j.check(context.Background(), log)
-	} else {
-		code = j.run(context.Background(), log)
-	}
-	j.close()
-	return parseResult(t, code, stdout.String(), stderr.String())
+	code := what(r, context.Background(), log)
+	r.Close()
+	return runnertest.Parse(t, code, stdout.String(), stderr.String())
 }
 
-// job returns the job firstrun would run on h, its output discarded.
-func (h *liveHost) job(t *testing.T, env []string, args ...string) *job {
-	return h.jobTo(t, io.Discard, io.Discard, env, args...)
+// runner returns the runner firstrun would make on h, its output discarded.
+func (h *liveHost) runner(env []string, opts ...Options) *Runner {
+	return h.runnerTo(io.Discard, io.Discard, env, opts...)
 }
 
-// jobTo returns the job firstrun would run on h with env and args.
-func (h *liveHost) jobTo(t *testing.T, stdout, stderr io.Writer, env []string, args ...string) *job {
-	t.Helper()
-	opts, code, done := parseFlags(append([]string{"--log-format", "json", "--root", h.root}, args...), stdout, stderr)
-	if done {
-		t.Fatalf("parseFlags ended the run: exit %d", code)
+// runnerTo returns the runner firstrun would make on h with env and opts: opts[0]
+// with the root and, unless given, JSON logs.
+func (h *liveHost) runnerTo(stdout, stderr io.Writer, env []string, opts ...Options) *Runner {
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
 	}
-	base := func(d *deps) {
-		d.live = true
-		d.interval = time.Millisecond
-		d.now = func() time.Time { return h.now }
-		d.connect = func(context.Context) (services.Systemd, error) {
+	o.Root, o.Version = h.root, "test"
+	if o.LogFormat == "" {
+		o.LogFormat = logging.JSON
+	}
+	base := func(d *Deps) {
+		d.Live = true
+		d.Interval = time.Millisecond
+		d.Now = func() time.Time { return h.now }
+		d.Connect = func(context.Context) (services.Systemd, error) {
 			h.dials++
 			if h.noBus != nil {
 				return nil, h.noBus
 			}
 			return h.sd, nil
 		}
-		d.newAgent = func(string) health.Getter { return h.agent }
-		d.discover = func(context.Context, string) (imds.Info, error) {
+		d.NewAgent = func(string) health.Getter { return h.agent }
+		d.Discover = func(context.Context, string) (imds.Info, error) {
 			return imds.Info{}, errors.New("no instance metadata in unit tests")
 		}
-		d.signaler = func(context.Context, inputs.SignalTarget) (cfnsignal.Signaler, error) {
+		d.Signaler = func(context.Context, inputs.SignalTarget) (cfnsignal.Signaler, error) {
 			return nil, errors.New("no CloudFormation in unit tests")
 		}
+		d.BootTime = func() (time.Time, error) {
+			if h.boot.IsZero() {
+				return time.Time{}, errors.New("no boot time in unit tests")
+			}
+			return h.boot, nil
+		}
 	}
-	return &job{opts: opts, env: env, root: hostpath.Root(h.root), stdout: stdout, stderr: stderr,
-		deps: testDeps(h.root, append([]func(*deps){base}, h.mods...)...)}
+	return New(o, env, stdout, stderr, testDeps(h.root, append([]func(*Deps){base}, h.mods...)...))
 }
 
-// fastEnv is chapterEnv with a short health timeout.
-var fastEnv = testenv.WithEnv(chapterEnv, "FIRSTRUN_HEALTH_TIMEOUT=300ms", "FIRSTRUN_SERVICE_TIMEOUT=2s")
+// fastEnv is runnertest.ChapterEnv with a short health timeout.
+var fastEnv = testenv.WithEnv(runnertest.ChapterEnv, "FIRSTRUN_HEALTH_TIMEOUT=300ms", "FIRSTRUN_SERVICE_TIMEOUT=2s")
 
 // unitCalls returns the fake's calls that change something (no reads).
-func unitCalls(sd *services.Fake) []string {
+func unitCalls(sd *servicestest.Fake) []string {
 	var out []string
 	for _, c := range sd.Calls() {
 		if !strings.HasPrefix(c, "state ") && c != "own-unit" {
@@ -146,8 +166,8 @@ func unitCalls(sd *services.Fake) []string {
 func TestFirstRunStartsServicesAndWaitsForRegistration(t *testing.T) {
 	h := newLiveHost(t)
 	r := h.run(t, fastEnv)
-	if r.code != exitOK {
-		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	if r.Code != runrecord.ExitOK {
+		t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
 	}
 	want := []string{
 		"reload",
@@ -161,11 +181,11 @@ func TestFirstRunStartsServicesAndWaitsForRegistration(t *testing.T) {
 	if n := h.agent.polls.Load(); n != 4 {
 		t.Errorf("agent polled %d times, want 4 (registered at the 4th)", n)
 	}
-	if !r.logged("registered", "container_instance_arn") {
-		t.Errorf("no 'registered' log line with the container instance ARN:\n%s", r.stderr)
+	if !r.Logged("registered", "container_instance_arn") {
+		t.Errorf("no 'registered' log line with the container instance ARN:\n%s", r.Stderr)
 	}
 	for _, p := range []string{"services", "health"} {
-		if !r.phaseDone(p) {
+		if !r.PhaseDone(p) {
 			t.Errorf("phase %s not logged as done", p)
 		}
 	}
@@ -177,19 +197,19 @@ func TestFirstRunStartsServicesAndWaitsForRegistration(t *testing.T) {
 
 func TestRerunRestartsNothingAndTouchesNothing(t *testing.T) {
 	h := newLiveHost(t)
-	if r := h.run(t, fastEnv); r.code != exitOK {
-		t.Fatalf("first run: exit %d\n%s", r.code, r.stderr)
+	if r := h.run(t, fastEnv); r.Code != runrecord.ExitOK {
+		t.Fatalf("first run: exit %d\n%s", r.Code, r.Stderr)
 	}
 	before := testenv.Snapshot(t, h.root)
-	h.sd = services.NewFake() // a fresh recording of the same units
+	h.sd = servicestest.NewFake() // a fresh recording of the same units
 	h.sd.Units = map[string]services.UnitState{}
 	for _, u := range []string{services.Docker, services.ECS, services.CloudWatchAgent} {
 		h.sd.Set(services.UnitState{Name: u, LoadState: "loaded", ActiveState: "active", SubState: "running", UnitFileState: "enabled", ActiveSince: time.Now().Add(time.Minute)})
 	}
 	h.now = h.now.Add(time.Hour)
 	r := h.run(t, fastEnv)
-	if r.code != exitOK {
-		t.Fatalf("rerun: exit %d\n%s", r.code, r.stderr)
+	if r.Code != runrecord.ExitOK {
+		t.Fatalf("rerun: exit %d\n%s", r.Code, r.Stderr)
 	}
 	for _, c := range unitCalls(h.sd) {
 		if c == "reload" || strings.HasPrefix(c, "restart ") {
@@ -197,23 +217,23 @@ func TestRerunRestartsNothingAndTouchesNothing(t *testing.T) {
 		}
 	}
 	testenv.SameSnapshot(t, before, testenv.Snapshot(t, h.root))
-	if !r.logged("rerun: converging", "last_run") {
-		t.Errorf("the rerun does not report the last run:\n%s", r.stderr)
+	if !r.Logged("rerun: converging", "last_run") {
+		t.Errorf("the rerun does not report the last run:\n%s", r.Stderr)
 	}
 }
 
 func TestProxyRemovedRestartsDockerAndECS(t *testing.T) {
 	h := newLiveHost(t)
-	if r := h.run(t, fastEnv); r.code != exitOK {
-		t.Fatalf("first run: exit %d\n%s", r.code, r.stderr)
+	if r := h.run(t, fastEnv); r.Code != runrecord.ExitOK {
+		t.Fatalf("first run: exit %d\n%s", r.Code, r.Stderr)
 	}
-	h.sd = services.NewFake()
+	h.sd = servicestest.NewFake()
 	for _, u := range []string{services.Docker, services.ECS, services.CloudWatchAgent} {
 		h.sd.Set(services.UnitState{Name: u, LoadState: "loaded", ActiveState: "active", SubState: "running", UnitFileState: "enabled", ActiveSince: time.Now().Add(time.Minute)})
 	}
 	r := h.run(t, testenv.WithEnv(fastEnv, "-PROXY_URL"))
-	if r.code != exitOK {
-		t.Fatalf("rerun: exit %d\n%s", r.code, r.stderr)
+	if r.Code != runrecord.ExitOK {
+		t.Fatalf("rerun: exit %d\n%s", r.Code, r.Stderr)
 	}
 	want := []string{"reload", "restart docker.service", "restart ecs.service", "restart amazon-cloudwatch-agent.service"}
 	if got := unitCalls(h.sd); !slices.Equal(got, want) {
@@ -225,9 +245,9 @@ func TestAgentNeverRegisters(t *testing.T) {
 	h := newLiveHost(t)
 	h.agent.after = -1
 	testenv.WriteFile(t, h.root, hostpath.ECSAgentLog, "level=info msg=\"starting\"\nlevel=error msg=\"Unable to register as a container instance\"\n", 0o644)
-	r := h.run(t, fastEnv, "--log-format", "console")
-	if r.code != exitHealth {
-		t.Fatalf("exit %d, want %d\n%s", r.code, exitHealth, r.stderr)
+	r := h.run(t, fastEnv, Options{LogFormat: logging.Console})
+	if r.Code != runrecord.ExitHealth {
+		t.Fatalf("exit %d, want %d\n%s", r.Code, runrecord.ExitHealth, r.Stderr)
 	}
 	for _, want := range []string{
 		`did not register to cluster "microtrader-cluster" within 300ms`,
@@ -236,13 +256,13 @@ func TestAgentNeverRegisters(t *testing.T) {
 		"ecs.service: active (running), enabled",
 		"Unable to register as a container instance",
 	} {
-		if !strings.Contains(r.stderr, want) {
-			t.Errorf("diagnosis lacks %q:\n%s", want, r.stderr)
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("diagnosis lacks %q:\n%s", want, r.Stderr)
 		}
 	}
 	rec, _, _ := lastrun.Read(hostpath.Root(h.root))
-	if rec.Result != lastrun.Failed || rec.ExitCode != exitHealth || rec.Phase != "health" {
-		t.Errorf("marker = %+v, want failed in health with exit %d", rec, exitHealth)
+	if rec.Result != lastrun.Failed || rec.ExitCode != runrecord.ExitHealth || rec.Phase != "health" {
+		t.Errorf("marker = %+v, want failed in health with exit %d", rec, runrecord.ExitHealth)
 	}
 }
 
@@ -250,14 +270,14 @@ func TestAgentRegisteredToAnotherCluster(t *testing.T) {
 	h := newLiveHost(t)
 	h.agent = &fakeAgent{cluster: "default", after: 0}
 	r := h.run(t, fastEnv)
-	if r.code != exitHealth {
-		t.Fatalf("exit %d, want %d\n%s", r.code, exitHealth, r.stderr)
+	if r.Code != runrecord.ExitHealth {
+		t.Fatalf("exit %d, want %d\n%s", r.Code, runrecord.ExitHealth, r.Stderr)
 	}
-	if !strings.Contains(r.stderr, `registered to cluster \"default\", not \"microtrader-cluster\": was ECS_CLUSTER picked up?`) {
-		t.Errorf("no clear wrong-cluster message:\n%s", r.stderr)
+	if !strings.Contains(r.Stderr, `registered to cluster \"default\", not \"microtrader-cluster\": was ECS_CLUSTER picked up?`) {
+		t.Errorf("no clear wrong-cluster message:\n%s", r.Stderr)
 	}
-	if !r.logged("the agent is registered to another cluster", "agent_cluster") {
-		t.Errorf("the wrong cluster is not warned about as soon as it is seen:\n%s", r.stderr)
+	if !r.Logged("the agent is registered to another cluster", "agent_cluster") {
+		t.Errorf("the wrong cluster is not warned about as soon as it is seen:\n%s", r.Stderr)
 	}
 }
 
@@ -265,30 +285,30 @@ func TestNoSystemd(t *testing.T) {
 	h := newLiveHost(t)
 	h.noBus = fmt.Errorf("%w: /run/systemd/system does not exist", services.ErrNoSystemd)
 	r := h.run(t, fastEnv)
-	if r.code != exitServices {
-		t.Fatalf("exit %d, want %d\n%s", r.code, exitServices, r.stderr)
+	if r.Code != runrecord.ExitServices {
+		t.Fatalf("exit %d, want %d\n%s", r.Code, runrecord.ExitServices, r.Stderr)
 	}
-	if !strings.Contains(r.stderr, "--skip services,health") {
-		t.Errorf("the error does not say how to skip the services:\n%s", r.stderr)
+	if !strings.Contains(r.Stderr, "--skip services,health") {
+		t.Errorf("the error does not say how to skip the services:\n%s", r.Stderr)
 	}
-	if r.phaseDone("health") {
+	if r.PhaseDone("health") {
 		t.Error("health ran after services failed")
 	}
 }
 
 func TestSkipServicesAndHealth(t *testing.T) {
 	h := newLiveHost(t)
-	r := h.run(t, fastEnv, "--skip", "services,health")
-	if r.code != exitOK {
-		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	r := h.run(t, fastEnv, Options{Skip: skip("services", "health")})
+	if r.Code != runrecord.ExitOK {
+		t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
 	}
 	if h.dials != 0 || h.agent.polls.Load() != 0 {
 		t.Errorf("systemd dialled %d times, agent polled %d times; want neither", h.dials, h.agent.polls.Load())
 	}
-	if !r.logged("phase skipped", "reason") {
-		t.Errorf("skipped phases are not logged:\n%s", r.stderr)
+	if !r.Logged("phase skipped", "reason") {
+		t.Errorf("skipped phases are not logged:\n%s", r.Stderr)
 	}
-	if _, ok := frRead(t, h.root, "/etc/ecs/ecs.config"); !ok {
+	if _, ok := runnertest.Read(t, h.root, "/etc/ecs/ecs.config"); !ok {
 		t.Error("apply did not run")
 	}
 }
@@ -297,8 +317,8 @@ func TestSignalDuringHealth(t *testing.T) {
 	h := newLiveHost(t)
 	h.agent.after = -1
 	ctx, cancel := context.WithCancel(context.Background())
-	h.mods = append(h.mods, func(d *deps) {
-		d.newAgent = func(string) health.Getter {
+	h.mods = append(h.mods, func(d *Deps) {
+		d.NewAgent = func(string) health.Getter {
 			return health.GetterFunc(func(ctx context.Context) health.Status {
 				if h.agent.polls.Add(1) == 5 {
 					cancel() // SIGTERM while waiting
@@ -307,13 +327,13 @@ func TestSignalDuringHealth(t *testing.T) {
 			})
 		}
 	})
-	j := h.job(t, testenv.WithEnv(chapterEnv, "FIRSTRUN_HEALTH_TIMEOUT=1h"))
+	rn := h.runner(testenv.WithEnv(runnertest.ChapterEnv, "FIRSTRUN_HEALTH_TIMEOUT=1h"))
 	done := make(chan int)
-	go func() { done <- j.run(ctx, zap.NewNop()) }()
+	go func() { done <- rn.Run(ctx, zap.NewNop()) }()
 	select {
 	case code := <-done:
-		if code != exitInterrupted {
-			t.Errorf("exit %d, want %d", code, exitInterrupted)
+		if code != runrecord.ExitStopped {
+			t.Errorf("exit %d, want %d", code, runrecord.ExitStopped)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the run did not stop on the signal while waiting for the agent")
@@ -323,21 +343,21 @@ func TestSignalDuringHealth(t *testing.T) {
 func TestCheck(t *testing.T) {
 	h := newLiveHost(t)
 	h.agent.after = 0
-	if r := h.run(t, fastEnv); r.code != exitOK {
-		t.Fatalf("run: exit %d\n%s", r.code, r.stderr)
+	if r := h.run(t, fastEnv); r.Code != runrecord.ExitOK {
+		t.Fatalf("run: exit %d\n%s", r.Code, r.Stderr)
 	}
 	before := testenv.Snapshot(t, h.root)
-	green := h.run(t, fastEnv, "--check")
-	if green.code != exitOK {
-		t.Fatalf("--check after a good run: exit %d\n%s%s", green.code, green.stdout, green.stderr)
+	green := h.check(t, fastEnv, "table")
+	if green.Code != runrecord.ExitOK {
+		t.Fatalf("--check after a good run: exit %d\n%s%s", green.Code, green.Stdout, green.Stderr)
 	}
 	for _, want := range []string{"STATUS", "file /etc/ecs/ecs.config", "unit docker.service", "unit ecs.service", "agent registration", "last run", "all checks hold"} {
-		if !strings.Contains(green.stdout, want) {
-			t.Errorf("report lacks %q:\n%s", want, green.stdout)
+		if !strings.Contains(green.Stdout, want) {
+			t.Errorf("report lacks %q:\n%s", want, green.Stdout)
 		}
 	}
-	if strings.Contains(green.stdout, "FAIL") {
-		t.Errorf("a check fails after a good run:\n%s", green.stdout)
+	if strings.Contains(green.Stdout, "FAIL") {
+		t.Errorf("a check fails after a good run:\n%s", green.Stdout)
 	}
 
 	// An operator edits ecs.config by hand, and ecs stops.
@@ -351,13 +371,13 @@ func TestCheck(t *testing.T) {
 	h.sd.Set(ecs)
 	before = testenv.Snapshot(t, h.root)
 	polls := h.agent.polls.Load()
-	red := h.run(t, fastEnv, "--check")
-	if red.code != exitCheck {
-		t.Fatalf("--check after a hand edit: exit %d, want %d\n%s", red.code, exitCheck, red.stdout)
+	red := h.check(t, fastEnv, "table")
+	if red.Code != runrecord.ExitCheck {
+		t.Fatalf("--check after a hand edit: exit %d, want %d\n%s", red.Code, runrecord.ExitCheck, red.Stdout)
 	}
 	for _, want := range []string{"-ECS_CLUSTER=oops", "+ECS_CLUSTER=microtrader-cluster", "failed (failed), enabled", "some checks FAIL"} {
-		if !strings.Contains(red.stdout, want) {
-			t.Errorf("red report lacks %q:\n%s", want, red.stdout)
+		if !strings.Contains(red.Stdout, want) {
+			t.Errorf("red report lacks %q:\n%s", want, red.Stdout)
 		}
 	}
 	if n := h.agent.polls.Load() - polls; n != 1 {
@@ -365,10 +385,10 @@ func TestCheck(t *testing.T) {
 	}
 	testenv.SameSnapshot(t, before, testenv.Snapshot(t, h.root))
 
-	js := h.run(t, fastEnv, "--check", "--output", "json")
+	js := h.check(t, fastEnv, "json")
 	var rep checkReport
-	if err := json.Unmarshal([]byte(js.stdout), &rep); err != nil {
-		t.Fatalf("--output json is not JSON: %v\n%s", err, js.stdout)
+	if err := json.Unmarshal([]byte(js.Stdout), &rep); err != nil {
+		t.Fatalf("--output json is not JSON: %v\n%s", err, js.Stdout)
 	}
 	failed := map[string]bool{}
 	for _, c := range rep.Checks {
@@ -384,34 +404,17 @@ func TestCheck(t *testing.T) {
 func TestCheckBeforeAnyRun(t *testing.T) {
 	h := newLiveHost(t)
 	h.agent.after = -1
-	r := h.run(t, fastEnv, "--check")
-	if r.code != exitCheck {
-		t.Fatalf("exit %d, want %d", r.code, exitCheck)
+	r := h.check(t, fastEnv, "table")
+	if r.Code != runrecord.ExitCheck {
+		t.Fatalf("exit %d, want %d", r.Code, runrecord.ExitCheck)
 	}
 	for _, want := range []string{"missing", "firstrun has not run here", "inactive (dead), disabled", "connection refused"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("report lacks %q:\n%s", want, r.stdout)
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("report lacks %q:\n%s", want, r.Stdout)
 		}
 	}
-	if strings.Contains(r.stdout, "p%40ss") || strings.Contains(r.stdout, "p@ss") {
-		t.Errorf("the report shows the proxy password:\n%s", r.stdout)
-	}
-}
-
-func TestUsageOfNewFlags(t *testing.T) {
-	for _, args := range [][]string{
-		{"--skip", "render"},
-		{"--skip", "services,bogus"},
-		{"--output", "yaml", "--check"},
-		{"--check", "--dry-run"},
-	} {
-		var stdout, stderr bytes.Buffer
-		if code := run(args, chapterEnv, &stdout, &stderr); code != exitUsage {
-			t.Errorf("%q: exit %d, want %d", args, code, exitUsage)
-		}
-		if !strings.Contains(stderr.String(), "firstrun: ") {
-			t.Errorf("%q: no usage message: %q", args, stderr.String())
-		}
+	if strings.Contains(r.Stdout, "p%40ss") || strings.Contains(r.Stdout, "p@ss") {
+		t.Errorf("the report shows the proxy password:\n%s", r.Stdout)
 	}
 }
 
@@ -429,8 +432,8 @@ func TestHandOffWhenECSWaitsForOurUnit(t *testing.T) {
 	h := newLiveHost(t)
 	h.fromCloudFinal("activating")
 	r := h.run(t, testenv.WithEnv(fastEnv, "FIRSTRUN_HEALTH_TIMEOUT=1h"))
-	if r.code != exitOK {
-		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	if r.Code != runrecord.ExitOK {
+		t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
 	}
 	if n := h.agent.polls.Load(); n != 0 {
 		t.Errorf("the agent was polled %d times from inside cloud-final: that wait can only time out", n)
@@ -451,8 +454,8 @@ func TestHandOffWhenECSWaitsForOurUnit(t *testing.T) {
 	if slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "PATH=") }) {
 		t.Errorf("the health unit gets more than the inputs: %q", env)
 	}
-	if !r.logged("not waiting here for the agent to register: ecs.service starts only after this unit finishes; "+healthUnit+" waits instead", "follow") {
-		t.Errorf("the hand-over is not logged:\n%s", r.stderr)
+	if !r.Logged("not waiting here for the agent to register: ecs.service starts only after this unit finishes; "+healthUnit+" waits instead", "follow") {
+		t.Errorf("the hand-over is not logged:\n%s", r.Stderr)
 	}
 }
 
@@ -460,8 +463,8 @@ func TestNoHandOffWhenOurUnitIsNotInTheWay(t *testing.T) {
 	for _, state := range []string{"active", "deactivating"} {
 		h := newLiveHost(t)
 		h.fromCloudFinal(state)
-		if r := h.run(t, fastEnv); r.code != exitOK {
-			t.Fatalf("%s: exit %d\n%s", state, r.code, r.stderr)
+		if r := h.run(t, fastEnv); r.Code != runrecord.ExitOK {
+			t.Fatalf("%s: exit %d\n%s", state, r.Code, r.Stderr)
 		}
 		if len(h.sd.Transient) != 0 || h.agent.polls.Load() == 0 {
 			t.Errorf("%s: handed off %v, polled %d; want a wait in-process", state, h.sd.Transient, h.agent.polls.Load())
@@ -471,16 +474,25 @@ func TestNoHandOffWhenOurUnitIsNotInTheWay(t *testing.T) {
 
 func TestHealthOnlyRunRecordsItsOutcome(t *testing.T) {
 	h := newLiveHost(t)
-	if r := h.run(t, fastEnv, "--skip", "health"); r.code != exitOK {
-		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	if r := h.run(t, fastEnv, Options{Skip: skip("health")}); r.Code != runrecord.ExitOK {
+		t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
 	}
 	h.agent.after = -1
-	r := h.run(t, fastEnv, "--skip", "apply,services")
-	if r.code != exitHealth {
-		t.Fatalf("health-only run: exit %d, want %d", r.code, exitHealth)
+	r := h.run(t, fastEnv, Options{Skip: skip("apply", "services")})
+	if r.Code != runrecord.ExitHealth {
+		t.Fatalf("health-only run: exit %d, want %d", r.Code, runrecord.ExitHealth)
 	}
 	rec, _, _ := lastrun.Read(hostpath.Root(h.root))
 	if rec.Result != lastrun.Failed || rec.Phase != "health" {
 		t.Errorf("marker %+v, want the health-only run's failure", rec)
 	}
+}
+
+// skip returns Options.Skip for the phases.
+func skip(phases ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, p := range phases {
+		m[p] = true
+	}
+	return m
 }

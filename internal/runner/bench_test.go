@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"context"
@@ -12,12 +12,15 @@ import (
 
 	"github.com/firstrun/firstrun/internal/files"
 	"github.com/firstrun/firstrun/internal/hostpath"
+	"github.com/firstrun/firstrun/internal/logging"
+	"github.com/firstrun/firstrun/internal/runner/runnertest"
+	"github.com/firstrun/firstrun/internal/runrecord"
 	"github.com/firstrun/firstrun/internal/testenv"
 )
 
 // changedEnv are the chapter's inputs with another cluster and another proxy: on a
-// root configured with chapterEnv, ecs.config and the proxy files are updated.
-var changedEnv = testenv.WithEnv(chapterEnv,
+// root configured with runnertest.ChapterEnv, ecs.config and the proxy files are updated.
+var changedEnv = testenv.WithEnv(runnertest.ChapterEnv,
 	"ECS_CLUSTER=other-cluster",
 	"PROXY_URL=http://carol:s3cret@proxy2.internal:8080",
 )
@@ -38,47 +41,57 @@ func benchRoot(b *testing.B, dir string) string {
 // benchConfigure runs the whole tool once on root with env, as an image build would.
 func benchConfigure(b *testing.B, root string, env []string) {
 	b.Helper()
-	if code := run(benchRunArgs(root), env, io.Discard, io.Discard); code != exitOK {
+	if code := configure(b, root, env); code != runrecord.ExitOK {
 		b.Fatalf("configuring %s: exit %d", root, code)
 	}
 }
 
-// benchRunArgs are BenchmarkConfigure's flags: everything but the services and the
-// agent, JSON logs.
-func benchRunArgs(root string) []string {
-	return []string{"--root", root, "--skip", "services,health", "--log-format", "json"}
+// configure runs firstrun on root with env as an image build does (everything but the
+// services and the agent), JSON logs to io.Discard, and returns the exit code.
+func configure(b *testing.B, root string, env []string) int {
+	log, err := logging.New(io.Discard, logging.JSON)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := New(Options{Root: root, LogFormat: logging.JSON, Skip: skip("services", "health"), Version: "bench"}, env, io.Discard, io.Discard, RealDeps(root))
+	defer r.Close()
+	return r.Run(context.Background(), log)
 }
 
-// dryRunJob returns a job built as run builds one, for a --dry-run of root with env,
-// resolved: its inputs are read and validated and the state file is read, so that
-// render and apply are all that is left.
-func dryRunJob(b *testing.B, root string, env []string) *job {
+// dryRun is a --dry-run of root with env, resolved: its inputs are read and validated
+// and the state file is read, so that render and apply are all that is left.
+type dryRun struct {
+	r   *Runner
+	res resolved
+	app applied // the last renderDiff's
+	ren rendered
+}
+
+// newDryRun returns the dry run of root with env, resolved.
+func newDryRun(b *testing.B, root string, env []string) *dryRun {
 	b.Helper()
-	opts, code, done := parseFlags([]string{"--root", root, "--dry-run"}, io.Discard, io.Discard)
-	if done {
-		b.Fatalf("parsing flags: exit %d", code)
-	}
-	j := &job{opts: opts, env: env, root: hostpath.Root(opts.root), stdout: io.Discard, stderr: io.Discard, deps: realDeps(opts.root)}
-	b.Cleanup(j.close)
-	if err := j.resolve(context.Background(), zap.NewNop()); err != nil {
+	r := New(Options{Root: root, DryRun: true, LogFormat: logging.JSON}, env, io.Discard, io.Discard, RealDeps(root))
+	b.Cleanup(r.Close)
+	res, err := r.resolve(context.Background(), zap.NewNop())
+	if err != nil {
 		b.Fatalf("resolve: %v", err)
 	}
-	return j
+	return &dryRun{r: r, res: res}
 }
 
 // renderDiff is one run between validated inputs and writing, as --dry-run does it:
-// render every file (job.render), plan them and the state file against the root,
-// reading the files there, and diff every change (job.apply with --dry-run, which
+// render every file (Runner.render), plan them and the state file against the root,
+// reading the files there, and diff every change (Runner.apply with --dry-run, which
 // diffs every change to stdout, io.Discard here, and writes nothing). The changes are
-// left in j.changes.
-func renderDiff(b *testing.B, j *job) {
-	ctx, log := context.Background(), zap.NewNop()
-	if err := j.render(ctx, log); err != nil {
-		b.Fatalf("render: %v", err)
-	}
-	if err := j.apply(ctx, log); err != nil {
+// left in d.app.changes.
+func renderDiff(b *testing.B, d *dryRun) {
+	log := zap.NewNop()
+	d.ren = d.r.render(log, d.res)
+	app, err := d.r.apply(log, d.res, d.ren)
+	if err != nil {
 		b.Fatalf("apply --dry-run: %v", err)
 	}
+	d.app = app
 }
 
 // BenchmarkRenderDiff measures what a run does between having validated inputs and
@@ -95,31 +108,31 @@ func renderDiff(b *testing.B, j *job) {
 func BenchmarkRenderDiff(b *testing.B) {
 	for _, bc := range []struct {
 		name      string
-		configure bool // run once with chapterEnv first
+		configure bool // run once with runnertest.ChapterEnv first
 		env       []string
-		check     func(b *testing.B, j *job, diffs []string)
+		check     func(b *testing.B, d *dryRun, diffs []string)
 	}{
-		{"fresh", false, chapterEnv, func(b *testing.B, j *job, diffs []string) {
-			if len(j.changes) != len(j.want)+1 {
-				b.Fatalf("%d changes for %d files rendered and the state file", len(j.changes), len(j.want))
+		{"fresh", false, runnertest.ChapterEnv, func(b *testing.B, d *dryRun, diffs []string) {
+			if len(d.app.changes) != len(d.ren.want)+1 {
+				b.Fatalf("%d changes for %d files rendered and the state file", len(d.app.changes), len(d.ren.want))
 			}
-			for i, c := range j.changes {
+			for i, c := range d.app.changes {
 				if c.Action != files.Created || diffs[i] == "" {
 					b.Fatalf("%s: %s with a diff of %d bytes, want created with a diff", c.Path, c.Action, len(diffs[i]))
 				}
 			}
 		}},
-		{"unchanged", true, chapterEnv, func(b *testing.B, j *job, diffs []string) {
-			if len(j.changes) != len(j.want)+1 {
-				b.Fatalf("%d changes for %d files rendered and the state file", len(j.changes), len(j.want))
+		{"unchanged", true, runnertest.ChapterEnv, func(b *testing.B, d *dryRun, diffs []string) {
+			if len(d.app.changes) != len(d.ren.want)+1 {
+				b.Fatalf("%d changes for %d files rendered and the state file", len(d.app.changes), len(d.ren.want))
 			}
-			for i, c := range j.changes {
+			for i, c := range d.app.changes {
 				if c.Action != files.Unchanged || diffs[i] != "" {
 					b.Fatalf("%s: %s with a diff of %d bytes, want unchanged without a diff", c.Path, c.Action, len(diffs[i]))
 				}
 			}
 		}},
-		{"changed", true, changedEnv, func(b *testing.B, j *job, diffs []string) {
+		{"changed", true, changedEnv, func(b *testing.B, d *dryRun, diffs []string) {
 			all := strings.Join(diffs, "")
 			for _, want := range []string{"-ECS_CLUSTER=microtrader-cluster", "+ECS_CLUSTER=other-cluster", "proxy2.internal:8080"} {
 				if !strings.Contains(all, want) {
@@ -130,7 +143,7 @@ func BenchmarkRenderDiff(b *testing.B) {
 				b.Fatalf("the diffs show the proxy password:\n%s", all)
 			}
 			updated := 0
-			for i, c := range j.changes {
+			for i, c := range d.app.changes {
 				if c.Action == files.Updated && diffs[i] != "" {
 					updated++
 				}
@@ -143,16 +156,16 @@ func BenchmarkRenderDiff(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			root := benchRoot(b, b.TempDir())
 			if bc.configure {
-				benchConfigure(b, root, chapterEnv)
+				benchConfigure(b, root, runnertest.ChapterEnv)
 			}
-			j := dryRunJob(b, root, bc.env)
+			j := newDryRun(b, root, bc.env)
 			before := testenv.Snapshot(b, root)
 			// The work measured is real: the files rendered, the changes and their
 			// diffs are what the case says, before the loop and after it.
 			sane := func() {
 				renderDiff(b, j)
-				diffs := make([]string, len(j.changes))
-				for i, c := range j.changes {
+				diffs := make([]string, len(j.app.changes))
+				for i, c := range j.app.changes {
 					diffs[i] = files.Diff(c)
 				}
 				bc.check(b, j, diffs)
@@ -193,7 +206,7 @@ func BenchmarkConfigure(b *testing.B) {
 			}
 			root = benchRoot(b, dir)
 			b.StartTimer()
-			if code := run(benchRunArgs(root), chapterEnv, io.Discard, io.Discard); code != exitOK {
+			if code := configure(b, root, runnertest.ChapterEnv); code != runrecord.ExitOK {
 				b.Fatalf("exit %d", code)
 			}
 		}
@@ -203,11 +216,11 @@ func BenchmarkConfigure(b *testing.B) {
 	})
 	b.Run("rerun", func(b *testing.B) {
 		root := benchRoot(b, b.TempDir())
-		benchConfigure(b, root, chapterEnv)
+		benchConfigure(b, root, runnertest.ChapterEnv)
 		before := testenv.Snapshot(b, root)
 		b.ReportAllocs()
 		for b.Loop() {
-			if code := run(benchRunArgs(root), chapterEnv, io.Discard, io.Discard); code != exitOK {
+			if code := configure(b, root, runnertest.ChapterEnv); code != runrecord.ExitOK {
 				b.Fatalf("exit %d", code)
 			}
 		}
