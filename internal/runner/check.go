@@ -68,6 +68,9 @@ func (r *Runner) Check(ctx context.Context, log *zap.Logger) int {
 	} else {
 		add(checkResult{Name: "inputs", Status: checkOK, Detail: "valid"})
 		add(r.checkFiles(res, r.render(log, res))...)
+		if res.journald != "" {
+			add(checkJournal(res))
+		}
 	}
 	add(r.checkExposure())
 	add(r.checkUnits(ctx, res)...)
@@ -132,6 +135,17 @@ func (r *Runner) checkFiles(res resolved, ren rendered) []checkResult {
 		out = append(out, checkResult{Name: "file " + cc, Status: checkFail, Detail: cwagent.CommonConfigMissing})
 	}
 	return out
+}
+
+// checkJournal says whether the CloudWatch agent ships the journal of docker, ecs and
+// firstrun, with a warning when it is too old to: a rerun cannot change that, an
+// upgrade of the agent can.
+func checkJournal(res resolved) checkResult {
+	c := checkResult{Name: "journal shipping", Status: checkOK, Detail: res.journald}
+	if !res.logs.Journald {
+		c.Status = checkWarn
+	}
+	return c
 }
 
 // checkExposure warns when a proxy password sits in a file any local user can read.

@@ -30,8 +30,10 @@ type resolved struct {
 	// valid says the inputs were read and validated: cfg holds them.
 	valid bool
 	cfg   inputs.Config
-	// logs are what the installed log agent can do.
-	logs awslogs.Options
+	// logs are what the installed log agent can do; journald says why the journal is
+	// shipped or not (CloudWatch agent only).
+	logs     awslogs.Options
+	journald string
 	// prev is what earlier runs owned (the state file).
 	prev state.State
 	// instanceID is the instance metadata's, "" when not asked or unanswered.
@@ -90,9 +92,8 @@ func (r *Runner) resolve(ctx context.Context, log *zap.Logger) (resolved, error)
 	logInputs(log, raw, name)
 	log.Info("log agent", zap.String("agent", string(cfg.LogAgent)), zap.Bool("cloudwatch_agent_installed", probe.CloudWatchAgent), zap.Bool("awslogs_installed", probe.Awslogs))
 	if cfg.LogAgent == inputs.LogAgentCloudWatch {
-		ok, why := cwagent.ProbeJournald(r.root)
-		res.logs.Journald = ok
-		log.Info(why)
+		res.logs.Journald, res.journald = cwagent.ProbeJournald(r.root)
+		log.Info(res.journald)
 	}
 
 	prev, err := state.Read(r.root)

@@ -315,3 +315,77 @@ func TestOwnLogFile(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalFollowsTheAgentVersion: the journal of docker, ecs and firstrun is shipped
+// only by a CloudWatch agent that collects journald units; with an older one the log
+// and --check say why, and an upgrade of the agent ships it on the next run.
+func TestJournalFollowsTheAgentVersion(t *testing.T) {
+	h := bootedHost(t)
+	h.agent.after = 0
+	testenv.WriteFile(t, h.root, hostpath.CloudWatchAgentVersion, "1.300060.0b1255\n", 0o644)
+	r := h.run(t, fastEnv)
+	if r.Code != runrecord.ExitOK {
+		t.Fatalf("exit %d\n%s", r.Code, r.Stderr)
+	}
+	frag, _ := runnertest.Read(t, h.root, hostpath.CloudWatchAgentConfig)
+	if strings.Contains(frag, "journald") {
+		t.Errorf("an agent older than 1.300070.0 is given journald units:\n%s", frag)
+	}
+	if why := "journald units not shipped: CloudWatch agent 1.300060.0b1255 is older than 1.300070.0"; !r.Logged(why, "msg") {
+		t.Errorf("the log does not say %q:\n%s", why, r.Stderr)
+	}
+	if code, st := checkStatus(t, h, "journal shipping"); code != runrecord.ExitOK || st != checkWarn {
+		t.Errorf("--check with an old agent: exit %d, journal shipping %q; want 0 with a warning", code, st)
+	}
+
+	testenv.WriteFile(t, h.root, hostpath.CloudWatchAgentVersion, "1.300070.0\n", 0o644)
+	r = h.run(t, fastEnv)
+	if r.Code != runrecord.ExitOK || r.Actions()[hostpath.CloudWatchAgentConfig] != "updated" {
+		t.Fatalf("after the agent's upgrade: exit %d, fragment %q\n%s", r.Code, r.Actions()[hostpath.CloudWatchAgentConfig], r.Stderr)
+	}
+	var cfg struct {
+		Logs struct {
+			Collected struct {
+				Journald struct {
+					List []struct {
+						Units []string `json:"units"`
+					} `json:"collect_list"`
+				} `json:"journald"`
+			} `json:"logs_collected"`
+		} `json:"logs"`
+	}
+	frag, _ = runnertest.Read(t, h.root, hostpath.CloudWatchAgentConfig)
+	if err := json.Unmarshal([]byte(frag), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var units []string
+	for _, e := range cfg.Logs.Collected.Journald.List {
+		units = append(units, e.Units...)
+	}
+	if got := strings.Join(units, " "); got != "docker.service ecs.service firstrun.service" {
+		t.Errorf("journald units %q, want docker, ecs and firstrun:\n%s", got, frag)
+	}
+	if !strings.Contains(strings.Join(unitCalls(h.sd), " "), "restart amazon-cloudwatch-agent.service") {
+		t.Errorf("the agent was not restarted for its new configuration: %q", unitCalls(h.sd))
+	}
+	if code, st := checkStatus(t, h, "journal shipping"); code != runrecord.ExitOK || st != checkOK {
+		t.Errorf("--check with a new agent: exit %d, journal shipping %q; want 0, ok", code, st)
+	}
+}
+
+// checkStatus runs --check --output json on h and returns its exit code and the status
+// of the check named name ("" when the report has none).
+func checkStatus(t *testing.T, h *liveHost, name string) (int, string) {
+	t.Helper()
+	c := h.check(t, fastEnv, "json")
+	var rep checkReport
+	if err := json.Unmarshal([]byte(c.Stdout), &rep); err != nil {
+		t.Fatalf("--output json is not JSON: %v\n%s", err, c.Stdout)
+	}
+	for _, r := range rep.Checks {
+		if r.Name == name {
+			return c.Code, r.Status
+		}
+	}
+	return c.Code, ""
+}
