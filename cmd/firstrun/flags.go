@@ -66,7 +66,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (options, int, bool) {
 			fmt.Fprintf(w, "  (cannot list inputs: %v)\n", err)
 		}
 		fmt.Fprint(w, "  ECS_*\n      Any other ECS agent setting, written to ecs.config as given.\n")
-		fmt.Fprint(w, "\nExit codes: 0 done, 1 internal error, 2 invalid input (nothing written), 3 usage error,\n"+
+		fmt.Fprint(w, "\nExit codes: 0 done, 1 internal error, 2 invalid input (no configuration written), 3 usage error,\n"+
 			"4 files could not be read or written, 5 unsupported platform (Amazon Linux 1), 6 stopped by a signal,\n"+
 			"7 a service could not be started (or no systemd), 8 the agent did not register in time,\n"+
 			"9 --check found a problem, 10 the run succeeded but the CloudFormation signal failed.\n")
