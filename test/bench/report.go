@@ -20,15 +20,17 @@ type results struct {
 	Floors        floorResults
 	Detection     detectionResults
 	Trace         traceResults
-	FullRun       *fullRun `json:",omitempty"`
+	FullRun       *fullRun     `json:",omitempty"`
+	Boots         *bootResults `json:",omitempty"`
 	GoBench       string   `json:",omitempty"`
 }
 
-// The issue's targets (issue 6).
+// The targets (issues 6 and 14). The configuration phase has none any more: both tools
+// spend its few milliseconds mostly starting a process (its table stays); what an
+// instance waits for is the boot to the agent's registration, against the stock AMI.
 const (
 	targetDetectionP95 = 50 * time.Millisecond
-	targetConfigRatio  = 2.0
-	targetRerunRatio   = 5.0
+	targetBootRatio    = 1.0 // firstrun's p50 ÷ the stock AMI's, same machine, same run
 	targetBinaryBytes  = 12_000_000
 	targetPeakRSS      = 20_000_000
 	targetTokenPUTs    = 1
@@ -70,6 +72,9 @@ func (r *results) report() string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("# firstrun benchmarks\n\n%s, %s; %s.\n\n", r.Version, r.Date, r.Host)
+	if r.Boots != nil {
+		b.WriteString(r.Boots.report())
+	}
 
 	df, ds := latencies(r.Detection.Firstrun), latencies(r.Detection.Seed)
 	sf, ss := summarize(df), summarize(ds)
@@ -118,27 +123,27 @@ func (r *results) report() string {
 	}
 
 	p("\n## Targets\n\n| target | measured | |\n|---|---:|---|\n")
-	fw, sw := median(walls(c.FirstrunFirst)), median(walls(c.SeedFirst))
-	rw, srw := median(walls(c.FirstrunRerun)), median(walls(c.SeedRerun))
 	rss := maxRSS(r.Detection.Firstrun)
 	if r.FullRun != nil {
 		rss = max(rss, r.FullRun.Sample.MaxRSS)
 	}
-	rows := []struct {
+	type row = struct {
 		name, got string
 		met       bool
-	}{
+	}
+	var rows []row
+	if b := r.Boots; b != nil {
+		for _, t := range b.targets() {
+			rows = append(rows, row{t.name, t.got, t.met})
+		}
+	}
+	rows = append(rows, []row{
 		{"detection p95 ≤ 50 ms", dur(sf.P95), sf.P95 <= targetDetectionP95},
-		{"configuration ≥ 2× faster than the seed (wall)", fmt.Sprintf("%.1f×", ratio(sw, fw)), ratio(sw, fw) >= targetConfigRatio},
-		{"rerun ≥ 5× faster than the seed (wall)", fmt.Sprintf("%.1f×", ratio(srw, rw)), ratio(srw, rw) >= targetRerunRatio},
 		{"binary ≤ 12 MB", fmt.Sprintf("%.2f MB", float64(r.BinaryBytes)/1e6), r.BinaryBytes <= targetBinaryBytes},
 		{"peak RSS ≤ 20 MB", mb(rss), rss <= targetPeakRSS},
-	}
+	}...)
 	if r.FullRun != nil {
-		rows = append(rows, struct {
-			name, got string
-			met       bool
-		}{"one IMDS token PUT per run", fmt.Sprint(r.FullRun.TokenPUTs), r.FullRun.TokenPUTs == targetTokenPUTs})
+		rows = append(rows, row{"one IMDS token PUT per run", fmt.Sprint(r.FullRun.TokenPUTs), r.FullRun.TokenPUTs == targetTokenPUTs})
 	}
 	for _, row := range rows {
 		verdict := "met"

@@ -101,3 +101,36 @@ func (s *Sandbox) journalTail() string {
 	}
 	return string(out)
 }
+
+// BootInstance boots a sandbox as an EC2 instance boots (see Instance) for a test, or
+// skips the test as Boot does. It returns once the container's systemd answers: the
+// boot goes on (WaitSystem, WaitRegistered). The sandbox is stopped when the test
+// ends; if the test failed, the end of its journal and of its console are logged first.
+func BootInstance(t testing.TB, in Instance) *Sandbox {
+	t.Helper()
+	req := Requirements()
+	testenv.Need(t, req == nil, fmt.Sprintf("end-to-end sandbox (%v)", req))
+	cache, binDir, err := prepare()
+	if err != nil {
+		t.Fatalf("sandbox: %v", err)
+	}
+	cfg := Config{CacheDir: cache, BinDir: binDir, Instance: &in}
+	if os.Getenv("FIRSTRUN_SANDBOX_CONSOLE") == "1" {
+		cfg.Stdout, cfg.Stderr = os.Stderr, os.Stderr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*bootTimeout)
+	defer cancel()
+	s, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("sandbox: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("sandbox %s journal, last 200 lines:\n%s\nconsole, last lines:\n%s", s.Name(), s.journalTail(), lastLines(s.Console(), 60))
+		}
+		if err := s.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}

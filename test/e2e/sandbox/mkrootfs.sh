@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
 # mkrootfs.sh CACHE_DIR
 #
-# Builds, once, the root file system the end-to-end sandbox boots with systemd-nspawn:
-# a Debian bookworm with systemd, D-Bus and docker, provisioned to look like a freshly
-# booted, baked Amazon ECS AMI before firstrun runs (docker, ecs and the CloudWatch
-# agent installed but disabled, /etc/ecs empty, no agent state). Prints the rootfs path
-# on stdout; progress goes to stderr.
+# Builds, once, the two root file systems the end-to-end sandbox boots with
+# systemd-nspawn, from one debootstrap of Debian bookworm with systemd, D-Bus, docker
+# and cloud-init (the real Debian package, 22.4):
 #
-# The rootfs lives at CACHE_DIR/rootfs-KEY, KEY a hash of this script, so editing the
-# script builds a new one (older ones are listed, not removed: a running sandbox may
-# still use them). It is built beside its final place and renamed into it, under a lock,
-# so concurrent callers wait for one build. The test binaries are not in it: the sandbox
+#   CACHE_DIR/stock-KEY   the stock Amazon ECS-optimized AMI's shape: docker and ecs
+#                         enabled at boot, ecs.service ordered After=cloud-final.service
+#                         as Amazon Linux ships it, no firstrun;
+#   CACHE_DIR/rootfs-KEY  the firstrun image: the stock one with what `make ami` adds
+#                         and removes (packer/firstrun.pkr.hcl): the firstrun.service
+#                         unit installed and enabled as the template does, the
+#                         cloud-init drop-in (packer/scripts/cloudinit.sh) and the
+#                         cleanup (packer/scripts/cleanup.sh, run with ROOT=), which
+#                         disables what the image must not start by itself. Its path is
+#                         printed on stdout; progress goes to stderr.
+#
+# cloud-init is enabled only when the container's "kernel command line" (systemd-nspawn
+# passes it to PID 1, and cloud-init reads /proc/1/cmdline in a container) says
+# cloud-init=enabled: package sandbox does so when it boots an instance with a NoCloud
+# seed; other boots see /etc/cloud/cloud-init.disabled, as before cloud-init was there.
+#
+# KEY is a hash of this script and of the packer files it installs, so editing either
+# builds new ones (older ones are listed, not removed: a running sandbox may still use
+# them). They are built beside their final place and renamed into it, under a lock, so
+# concurrent callers wait for one build. The test binaries are not in them: the sandbox
 # binds them read-only at /opt/sandbox/bin.
 #
 # Environment: DEBIAN_MIRROR (default http://deb.debian.org/debian). Downloaded
@@ -18,7 +32,9 @@
 set -euo pipefail
 
 readonly SUITE=bookworm
-readonly PACKAGES=systemd,systemd-sysv,dbus,docker.io,iproute2,procps,curl
+# python3-cffi-backend: python3-cryptography (cloud-init, through python3-oauthlib)
+# depends on it through virtual packages, which debootstrap does not resolve.
+readonly PACKAGES=systemd,systemd-sysv,dbus,docker.io,iproute2,procps,curl,cloud-init,python3-cffi-backend
 
 # The build in progress, removed on exit (global: the EXIT trap runs after main returns).
 build_dir=
@@ -41,8 +57,9 @@ write_file() {
 	install -D -m "$2" /dev/stdin "$1"
 }
 
-# provision ROOT: turns a fresh debootstrap tree into the baked-AMI state.
-provision() {
+# provision_base ROOT: what both root file systems share: docker as it runs in a
+# container, the ECS and CloudWatch agents' stand-ins, cloud-init's sandbox settings.
+provision_base() {
 	local root=$1
 
 	# docker runs inside nspawn here: the container root is an overlay (no overlay2 on
@@ -59,8 +76,9 @@ provision() {
 
 	# The ECS agent, as the real ecs.service (amazon-ecs-agent
 	# packaging/amazon-linux-ami-integrated/ecs.service) but with the fake agent as
-	# ExecStart and its test knobs in /etc/fakeagent.env.
-	write_file "$root/etc/systemd/system/ecs.service" 0644 <<-'EOF'
+	# ExecStart and its test knobs in /etc/fakeagent.env; where the ecs-init package
+	# installs it, so that the image may override it in /etc.
+	write_file "$root/usr/lib/systemd/system/ecs.service" 0644 <<-'EOF'
 		# Sandbox stand-in for Amazon Linux's ecs.service: the real unit's ordering,
 		# restart policy and docker check; the fake agent instead of ecs-init.
 		[Unit]
@@ -140,8 +158,6 @@ provision() {
 	# What firstrun writes or checks starts empty: no config, no agent checkpoint.
 	mkdir -p "$root/etc/ecs" "$root/var/lib/ecs/data" "$root/var/log/ecs"
 
-	# Baked disabled: firstrun enables and starts them once it has written the config.
-	systemctl --root="$root" --quiet disable docker.service docker.socket containerd.service
 	# Not on a server booted in a container: timers that would wake up mid-test, and
 	# gettys (nobody logs in; console-getty would print login prompts on the console).
 	local quiet=(apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer
@@ -153,6 +169,101 @@ provision() {
 	rm -f "$root/etc/hostname"
 	# No package lists or downloaded packages: the sandbox has no network.
 	rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
+
+	provision_cloud "$root"
+}
+
+# provision_cloud ROOT: what an instance boot (package sandbox, Instance) needs besides
+# the image: cloud-init's sandbox settings, and EC2's services standing in at their
+# addresses, each started only when the boot's files ask for it.
+provision_cloud() {
+	local root=$1
+
+	# Off unless the boot says cloud-init=enabled (see the header).
+	: >"$root/etc/cloud/cloud-init.disabled"
+	# NoCloud, the seed directory the boot binds at /var/lib/cloud/seed/nocloud
+	# (cloud-init docs, "NoCloud": meta-data and user-data files); on EC2 it would be
+	# the Ec2 datasource reading IMDS. No network configuration: the container's
+	# network is systemd-nspawn's (a private loopback); cloud-init would otherwise look
+	# for a renderer (ifupdown, netplan, networkd) that minbase lacks. No locale module:
+	# Debian's default locale, en_US.UTF-8, is not generated in minbase, and
+	# update-locale refuses it, which fails cloud-config.service (on AL2023 the
+	# locale exists).
+	write_file "$root/etc/cloud/cloud.cfg.d/01-sandbox.cfg" 0644 <<-'EOF'
+		# Sandbox (test/e2e/sandbox/mkrootfs.sh): the NoCloud seed directory only, no
+		# network configuration (systemd-nspawn's private network), no locale change.
+		datasource_list: [ NoCloud ]
+		network: {config: disabled}
+		locale: false
+	EOF
+
+	# IMDS at its address, 169.254.169.254:80, in the sandbox's own network namespace:
+	# the boot's imds.sh runs AWS's mock there (or a listener that never answers, or
+	# nothing). Up before anything that could ask, as on EC2.
+	write_file "$root/etc/systemd/system/sandbox-imds.service" 0644 <<-'EOF'
+		# Sandbox: the instance metadata service at 169.254.169.254, from the boot's imds.sh.
+		[Unit]
+		Description=Instance metadata service (sandbox stand-in)
+		DefaultDependencies=no
+		ConditionPathExists=/opt/sandbox/boot/imds.sh
+		Before=sysinit.target cloud-init-local.service
+
+		[Service]
+		Type=simple
+		Environment=HOME=/root
+		ExecStartPre=/usr/sbin/ip address add 169.254.169.254/32 dev lo
+		ExecStart=/bin/sh /opt/sandbox/boot/imds.sh
+
+		[Install]
+		WantedBy=sysinit.target
+	EOF
+	# CloudFormation's regional endpoint, as the stand-in fakecfn on 127.0.0.1:8081
+	# with the boot's stacks; every unit (cloud-final's user data included) is told
+	# where it is, as the SDK's AWS_ENDPOINT_URL_CLOUDFORMATION allows.
+	write_file "$root/etc/systemd/system/sandbox-cfn.service" 0644 <<-'EOF'
+		# Sandbox: CloudFormation's endpoint, the stand-in fakecfn with the boot's stacks.
+		[Unit]
+		Description=CloudFormation endpoint (sandbox stand-in)
+		DefaultDependencies=no
+		ConditionPathExists=/opt/sandbox/boot/fakecfn.json
+		Before=sysinit.target
+
+		[Service]
+		Type=simple
+		ExecStart=/opt/sandbox/bin/fakecfn -listen 127.0.0.1:8081 -log /var/log/fakecfn.jsonl -config /opt/sandbox/boot/fakecfn.json
+
+		[Install]
+		WantedBy=sysinit.target
+	EOF
+	write_file "$root/etc/systemd/system.conf.d/sandbox-aws.conf" 0644 <<-'EOF'
+		# Sandbox: CloudFormation is the stand-in on loopback (sandbox-cfn.service).
+		[Manager]
+		DefaultEnvironment=AWS_ENDPOINT_URL_CLOUDFORMATION=http://127.0.0.1:8081
+	EOF
+	systemctl --root="$root" --quiet enable sandbox-imds.service sandbox-cfn.service
+}
+
+# provision_stock ROOT: the stock ECS-optimized AMI enables docker and ecs at boot
+# (aws/amazon-ecs-ami: "systemctl enable ecs", docker's package enables docker).
+provision_stock() {
+	local root=$1
+	systemctl --root="$root" --quiet enable docker.service docker.socket containerd.service ecs.service
+}
+
+# provision_image ROOT REPO: what `make ami` does to the stock AMI, in the template's
+# order: cloudinit.sh, firstrun and its unit installed and enabled, cleanup.sh last.
+provision_image() {
+	local root=$1 repo=$2
+	ROOT=$root bash "$repo/packer/scripts/cloudinit.sh" >&2
+	# The binary the sandbox binds in, where the template installs it.
+	mkdir -p "$root/usr/local/bin"
+	ln -sfn /opt/sandbox/bin/firstrun "$root/usr/local/bin/firstrun"
+	local unit
+	for unit in "$repo"/packer/files/*.service; do
+		install -m 0644 "$unit" "$root/etc/systemd/system/"
+		systemctl --root="$root" --quiet enable "$(basename "$unit")"
+	done
+	ROOT=$root bash "$repo/packer/scripts/cleanup.sh" >&2
 }
 
 main() {
@@ -160,11 +271,15 @@ main() {
 		echo "usage: $0 CACHE_DIR" >&2
 		exit 2
 	fi
-	local cache script key final
+	local cache script repo key final stock
 	cache=$(realpath -m "$1")
 	script=$(realpath "${BASH_SOURCE[0]}")
-	key=$(sha256sum "$script" | cut -c1-12)
+	repo=$(realpath "$(dirname "$script")/../../..")
+	key=$(cat "$script" "$repo"/packer/files/* "$repo"/packer/scripts/cloudinit.sh \
+		"$repo"/packer/scripts/cleanup.sh | sha256sum | cut -c1-12)
 	final=$cache/rootfs-$key
+	stock=$cache/stock-$key
+	# The image is renamed into place last: once it is there, both are.
 	if [[ -d $final ]]; then
 		echo "$final"
 		return
@@ -192,20 +307,30 @@ main() {
 
 	build_dir=$(mktemp -d "$cache/.build-$key.XXXXXX")
 	trap 'remove_build "$build_dir"' EXIT
-	log "building $final (debootstrap $SUITE, about 75 s)"
+	log "building $final and $stock (debootstrap $SUITE, about 2 minutes)"
 	local start=$SECONDS
 	mkdir -p "$cache/debs"
-	debootstrap --variant=minbase --include="$PACKAGES" --cache-dir="$cache/debs" \
-		"$SUITE" "$build_dir/rootfs" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >&2
-	provision "$build_dir/rootfs"
-	printf 'firstrun e2e sandbox rootfs %s, built %s\n' "$key" "$(date -u +%FT%TZ)" \
+	if ! debootstrap --variant=minbase --include="$PACKAGES" --cache-dir="$cache/debs" \
+		"$SUITE" "$build_dir/rootfs" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >&2; then
+		tail -n 40 "$build_dir/rootfs/debootstrap/debootstrap.log" >&2 || true
+		exit 1
+	fi
+	provision_base "$build_dir/rootfs"
+	provision_stock "$build_dir/rootfs"
+	cp -a "$build_dir/rootfs" "$build_dir/stock"
+	printf 'firstrun e2e sandbox: the stock ECS AMI %s, built %s\n' "$key" "$(date -u +%FT%TZ)" \
+		>"$build_dir/stock/etc/firstrun-sandbox"
+	provision_image "$build_dir/rootfs" "$repo"
+	printf 'firstrun e2e sandbox: the firstrun image %s, built %s\n' "$key" "$(date -u +%FT%TZ)" \
 		>"$build_dir/rootfs/etc/firstrun-sandbox"
+	rm -rf --one-file-system "$stock"
+	mv -T "$build_dir/stock" "$stock"
 	mv -T "$build_dir/rootfs" "$final"
-	log "built $final in $((SECONDS - start)) s"
+	log "built $final and $stock in $((SECONDS - start)) s"
 
 	local old
-	for old in "$cache"/rootfs-*; do
-		if [[ $old != "$final" && -d $old ]]; then
+	for old in "$cache"/rootfs-* "$cache"/stock-*; do
+		if [[ $old != "$final" && $old != "$stock" && -d $old ]]; then
 			log "stale rootfs (remove when unused): $old"
 		fi
 	done

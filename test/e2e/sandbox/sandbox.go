@@ -62,6 +62,10 @@ type Config struct {
 	// Stdout and Stderr receive systemd-nspawn's output, the container's console
 	// included; either may be nil. The last 64 KiB are kept anyway (Sandbox.Console).
 	Stdout, Stderr io.Writer
+	// Instance, when set, boots the sandbox as an EC2 instance boots (see Instance),
+	// and Start returns as soon as the container's systemd answers, without waiting for
+	// the boot to end (WaitSystem does).
+	Instance *Instance
 }
 
 // Sandbox is a running container. Its methods are safe for concurrent use.
@@ -73,6 +77,8 @@ type Sandbox struct {
 	exited  chan struct{} // closed once systemd-nspawn has exited
 	console *tail
 	cgroups []string
+	started time.Time // just before systemd-nspawn started
+	bootDir string    // an Instance's files, removed at Stop
 
 	mu       sync.Mutex                      // guards the fields below
 	execs    map[int]context.CancelCauseFunc // Execs in flight
@@ -146,7 +152,7 @@ func Rootfs(ctx context.Context, cacheDir string) (string, error) {
 		return "", fmt.Errorf("build rootfs in %s: %w\n%s", cacheDir, err, lastLines(stderr.String(), 30))
 	}
 	dir := strings.TrimSpace(stdout.String())
-	if _, err := os.Stat(filepath.Join(dir, "etc", "systemd", "system", "ecs.service")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "usr", "lib", "systemd", "system", "ecs.service")); err != nil {
 		return "", fmt.Errorf("build rootfs in %s: script printed %q, not a rootfs: %w", cacheDir, dir, err)
 	}
 	return dir, nil
@@ -206,8 +212,22 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start sandbox: %w", err)
 	}
+	if cfg.Instance != nil && cfg.Instance.Stock {
+		rootfs = StockRootfs(rootfs)
+	}
 
 	s := &Sandbox{name: namePrefix + randomHex(4), rootfs: rootfs, exited: make(chan struct{}), console: &tail{max: consoleTail}}
+	var instanceOpts, cmdline []string
+	if in := cfg.Instance; in != nil {
+		if s.bootDir, err = os.MkdirTemp("", "firstrun-sandbox-boot-"); err != nil {
+			return nil, fmt.Errorf("start sandbox %s: %w", s.name, err)
+		}
+		if instanceOpts, err = in.files(s.bootDir); err != nil {
+			_ = os.RemoveAll(s.bootDir)
+			return nil, fmt.Errorf("start sandbox %s: instance files: %w", s.name, err)
+		}
+		cmdline = in.cmdline()
+	}
 	if s.cgroups, err = cgroupDirs(s.name); err != nil {
 		return nil, fmt.Errorf("start sandbox: %w", err)
 	}
@@ -225,6 +245,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		"--volatile=overlay", "--private-network", "--bind-ro=" + bin + ":" + BinMount,
 		"--setenv=SYSTEMD_COLORS=0", // a plain console log to show in errors
 	}
+	nspawn = append(append(nspawn, instanceOpts...), cmdline...)
 	// The wrapper shell moves itself into the sandbox's own cgroups, then becomes
 	// systemd-nspawn: with --keep-unit, nspawn puts the container in "payload" and itself
 	// in "supervisor" below its current cgroup, so two sandboxes started from one
@@ -239,8 +260,10 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 		Setpgid:   true,            // no terminal signals meant for the test process
 		Pdeathsig: syscall.SIGTERM, // the test process dies: nspawn powers the container off
 	}
+	s.started = time.Now()
 	if err := s.cmd.Start(); err != nil {
 		s.removeCgroups()
+		s.removeBootDir()
 		return nil, fmt.Errorf("start sandbox %s: %w", s.name, err)
 	}
 	go func() {
@@ -250,18 +273,19 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 
 	bootCtx, cancel := context.WithTimeout(ctx, bootTimeout)
 	defer cancel()
-	if err := s.waitBooted(bootCtx); err != nil {
+	if err := s.waitBooted(bootCtx, cfg.Instance == nil); err != nil {
 		s.kill()
 		<-s.exited
 		s.removeCgroups()
+		s.removeBootDir()
 		return nil, fmt.Errorf("start sandbox %s: %w\nconsole output, last lines:\n%s", s.name, err, lastLines(s.console.String(), 40))
 	}
 	return s, nil
 }
 
 // waitBooted finds the container's PID 1 and waits until systemd says the system is
-// running or degraded.
-func (s *Sandbox) waitBooted(ctx context.Context) error {
+// running or degraded; or, unless toEnd, until systemd answers at all.
+func (s *Sandbox) waitBooted(ctx context.Context, toEnd bool) error {
 	start := time.Now()
 	for s.pid1 == 0 {
 		pid, err := containerInit(s.cmd.Process.Pid)
@@ -278,10 +302,14 @@ func (s *Sandbox) waitBooted(ctx context.Context) error {
 	}
 	state := ""
 	for {
-		out, _, _, err := s.Exec(ctx, nil, "systemctl", "is-system-running", "--wait")
+		args := []string{"systemctl", "is-system-running"}
+		if toEnd {
+			args = append(args, "--wait")
+		}
+		out, _, _, err := s.Exec(ctx, nil, args...)
 		if err == nil {
 			state = strings.TrimSpace(string(out))
-			if state == "running" || state == "degraded" {
+			if state == "running" || state == "degraded" || (!toEnd && state != "" && state != "offline") {
 				return nil
 			}
 		}
@@ -528,8 +556,16 @@ func (s *Sandbox) Stop() error {
 			}
 		}
 		s.removeCgroups()
+		s.removeBootDir()
 	})
 	return s.stopErr
+}
+
+// removeBootDir removes an Instance's files from the host.
+func (s *Sandbox) removeBootDir() {
+	if s.bootDir != "" {
+		_ = os.RemoveAll(s.bootDir)
+	}
 }
 
 // kill SIGKILLs every process of the sandbox: all of its cgroups' members (nspawn
