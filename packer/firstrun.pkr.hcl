@@ -167,9 +167,12 @@ build {
     destination = "/tmp/firstrun"
   }
 
+  # firstrun's two units: firstrun-early.service joins while user data runs when
+  # nothing in it can change firstrun's inputs (firstrun-user-data-check decides),
+  # firstrun.service after user data otherwise. README.md, "From user data or cfn-init".
   provisioner "file" {
-    source      = "${path.root}/files/firstrun.service"
-    destination = "/tmp/firstrun.service"
+    sources     = ["${path.root}/files/firstrun.service", "${path.root}/files/firstrun-early.service", "${path.root}/files/firstrun-user-data-check"]
+    destination = "/tmp/"
   }
 
   provisioner "shell" {
@@ -177,13 +180,21 @@ build {
     inline = [
       "set -euo pipefail",
       "install -m 0755 -o root -g root /tmp/firstrun /usr/local/bin/firstrun",
-      "install -m 0644 -o root -g root /tmp/firstrun.service /etc/systemd/system/firstrun.service",
-      "rm -f /tmp/firstrun /tmp/firstrun.service",
+      "install -D -m 0755 -o root -g root /tmp/firstrun-user-data-check /usr/local/libexec/firstrun-user-data-check",
+      "install -m 0644 -o root -g root /tmp/firstrun.service /tmp/firstrun-early.service /etc/systemd/system/",
+      "rm -f /tmp/firstrun /tmp/firstrun.service /tmp/firstrun-early.service /tmp/firstrun-user-data-check",
       # Fails the build at once if the binary is not for this architecture.
       "/usr/local/bin/firstrun --version",
       "systemctl daemon-reload",
-      "systemctl enable firstrun.service",
+      "systemctl enable firstrun.service firstrun-early.service",
     ]
+  }
+
+  # ecs.service without After=cloud-final.service, so that firstrun-early.service can
+  # start the agent while user data runs (ecs stays disabled: only firstrun starts it).
+  provisioner "shell" {
+    execute_command = local.sudo
+    script          = "${path.root}/scripts/ecs-unit.sh"
   }
 
   # What the image holds, read on the build instance: kept in the image and copied next
@@ -203,11 +214,11 @@ build {
     destination = "${path.root}/image-versions.txt"
   }
 
-  # Last: ecs, docker and containerd stopped and disabled (the ECS-optimized AMI enables
-  # them; firstrun enables and starts them once ecs.config names the cluster, since an
-  # agent started before would register to the default cluster and pin it in its
-  # checkpoint: DESIGN.md section 3), the agent's checkpoint and the build instance's
-  # logs, keys and IDs removed.
+  # Last: ecs stopped and disabled (the ECS-optimized AMI enables it; firstrun enables
+  # and starts it once ecs.config names the cluster, since an agent started before would
+  # register to the default cluster and pin it in its checkpoint: DESIGN.md section 3;
+  # docker stays enabled, as on the stock AMI), the agent's checkpoint and the build
+  # instance's logs, keys and IDs removed.
   provisioner "shell" {
     execute_command = local.sudo
     script          = "${path.root}/scripts/cleanup.sh"

@@ -10,7 +10,9 @@
 #                                 build enables them, and cloud-init.target wanted by
 #                                 multi-user.target as cloud-init's generator does at boot
 #   ROOT/usr/local/bin/firstrun   the binary just built (verify checks that ExecStart
-#                                 exists and is executable, under --root)
+#                                 exists and is executable, under --root), and the
+#                                 other programs the units run: packer/files'
+#                                 firstrun-user-data-check, and a stand-in /bin/sh
 #
 # Each unit is verified with multi-user.target and cloud-init.target in the same run, so
 # systemd builds their start transactions and reports any ordering cycle, twice: with
@@ -58,11 +60,13 @@ trap 'rm -rf "$scratch"' EXIT
 mkroot() {
   local root=$1 after_multi_user=$2 u
   mkdir -p "$root/usr/lib/systemd" "$root/etc/systemd/system/multi-user.target.wants" \
-    "$root/usr/local/bin" "$root/usr/bin"
+    "$root/usr/local/bin" "$root/usr/local/libexec" "$root/usr/bin" "$root/bin"
   cp -R "$hostunits" "$root/usr/lib/systemd/system"
   cp "$bin" "$root/usr/local/bin/firstrun"
+  install -m 0755 packer/files/firstrun-user-data-check "$root/usr/local/libexec/"
   printf '#!/bin/sh\n' >"$root/usr/bin/true"
-  chmod 0755 "$root/usr/bin/true"
+  printf '#!/bin/sh\n' >"$root/bin/sh"
+  chmod 0755 "$root/usr/bin/true" "$root/bin/sh"
 
   if [ "$after_multi_user" = host ]; then
     for u in cloud-init-local.service cloud-init.service cloud-config.service cloud-final.service; do

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # cleanup.sh: the last provisioner (the chapter's scripts/cleanup.sh). Leaves the image
-# as firstrun expects to find it on a new instance: the ECS agent and Docker stopped and
-# disabled, so that only firstrun starts them once it has written /etc/ecs/ecs.config;
+# as firstrun expects to find it on a new instance: the ECS agent stopped and disabled,
+# so that only firstrun starts it once it has written /etc/ecs/ecs.config; Docker left
+# enabled, as on the stock ECS AMI, so that it starts at boot beside cloud-init and is
+# not on the way to the cluster (firstrun restarts it only when its proxy changes; the
+# chapter disabled it too, which put docker's start after firstrun's: README.md,
+# "From user data or cfn-init", has the measurements);
 # no agent checkpoint (it pins the cluster: DESIGN.md); nothing of the build instance
 # (its logs, cloud-init's record of it, firstrun's state, shell histories, SSH host keys
 # and authorized keys, its machine ID).
@@ -55,9 +59,9 @@ empty_dir() {
 	fi
 }
 
-# --- services: ecs first (PartOf docker), then docker, its socket, containerd ----------
+# --- services: ecs (docker, its socket and containerd stay as the ECS AMI has them) -----
 
-units=(ecs.service docker.socket docker.service containerd.service)
+units=(ecs.service)
 if $live; then
 	present=()
 	for u in "${units[@]}"; do

@@ -818,9 +818,15 @@ func TestCleanup(t *testing.T) {
 	}
 	cleanup()
 
+	// ecs stopped and disabled; docker left as the ECS AMI has it, enabled (and running
+	// here: the build instance is shut down before its snapshot).
 	for _, u := range units {
-		if st := state(u); st != "disabled/inactive" {
-			t.Errorf("%s: %s, want disabled/inactive", u, st)
+		want := "enabled/active"
+		if u == "ecs.service" {
+			want = "disabled/inactive"
+		}
+		if st := state(u); st != want {
+			t.Errorf("%s: %s, want %s", u, st, want)
 		}
 	}
 	if out := sh("find", "/var/lib/ecs/data", "-mindepth", "1"); out != "" {
@@ -923,15 +929,24 @@ func TestCleanupRoot(t *testing.T) {
 
 	mustRun(t, "cleanup.sh", "ROOT="+root)
 	for _, u := range units {
-		if got := systemctl("is-enabled", u); got != "disabled" {
-			t.Errorf("%s is %q, want disabled", u, got)
+		want := "enabled" // docker, its socket and containerd: as on the ECS AMI
+		if u == "ecs.service" {
+			want = "disabled"
+		}
+		if got := systemctl("is-enabled", u); got != want {
+			t.Errorf("%s is %q, want %s", u, got, want)
 		}
 	}
 	if got := systemctl("is-enabled", "chronyd.service"); got != "enabled" {
 		t.Errorf("chronyd.service is %q, want it left enabled", got)
 	}
 	wants, _ := filepath.Glob(filepath.Join(root, "etc/systemd/system/*.wants/*"))
-	sameList(t, "wants symlinks left", wants, []string{filepath.Join(root, "etc/systemd/system/multi-user.target.wants/chronyd.service")})
+	var wantLinks []string
+	for _, l := range []string{"multi-user.target.wants/chronyd.service", "multi-user.target.wants/docker.service",
+		"multi-user.target.wants/containerd.service", "sockets.target.wants/docker.socket"} {
+		wantLinks = append(wantLinks, filepath.Join(root, "etc/systemd/system", l))
+	}
+	sameList(t, "wants symlinks left", wants, wantLinks)
 	// firstrun's own log and metrics of the build: a record shipped from every instance
 	// started from the image would count the build's run once an instance.
 	for _, p := range []string{"etc/ecs/ecs.config", "var/lib/ecs/data/agent.db", "var/lib/firstrun", "var/log/ecs/ecs-agent.log",

@@ -45,21 +45,29 @@ func TestBootForms(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("boot → registered: %s", at.Sub(s.Started()).Round(time.Millisecond))
-			checkBootEnd(t, s, f.Firstrun, f.Signals)
+			checkBootEnd(t, s, f)
 		})
 	}
 }
 
 // checkBootEnd waits for the boot's jobs to end and checks how they ended.
-func checkBootEnd(t *testing.T, s *sandbox.Sandbox, firstrun bool, signals int) sandbox.BootReport {
+func checkBootEnd(t *testing.T, s *sandbox.Sandbox, f sandbox.BootForm) sandbox.BootReport {
 	t.Helper()
 	state, err := s.WaitSystem(within(t, 3*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
-	units := []string{"cloud-final.service", "ecs.service", "docker.service"}
-	if firstrun {
-		units = append(units, "firstrun.service")
+	want := map[string]string{"cloud-final.service": "active/success", "ecs.service": "active/success", "docker.service": "active/success"}
+	if f.Firstrun {
+		// The unit that joins ends active; the other is skipped by its ExecCondition.
+		want["firstrun-early.service"], want["firstrun.service"] = "inactive/exec-condition", "active/success"
+		if f.Early {
+			want["firstrun-early.service"], want["firstrun.service"] = "active/success", "inactive/exec-condition"
+		}
+	}
+	var units []string
+	for u := range want {
+		units = append(units, u)
 	}
 	r, err := s.Report(within(t, time.Minute), units...)
 	if err != nil {
@@ -68,9 +76,9 @@ func checkBootEnd(t *testing.T, s *sandbox.Sandbox, firstrun bool, signals int) 
 	if state != "running" || len(r.Failed) > 0 || len(r.Jobs) > 0 {
 		t.Errorf("the boot ended %s; failed units %q; jobs left %q", state, r.Failed, r.Jobs)
 	}
-	for _, u := range units {
-		if got := r.Results[u]; got != "active/success" {
-			t.Errorf("%s: %s, want active/success", u, got)
+	for u, w := range want {
+		if got := r.Results[u]; got != w {
+			t.Errorf("%s: %s, want %s", u, got, w)
 		}
 	}
 	cycles, _, _, err := s.Exec(within(t, time.Minute), nil, "journalctl", "-b", "--no-pager", "-o", "cat", "-g", "ordering cycle")
@@ -86,8 +94,8 @@ func checkBootEnd(t *testing.T, s *sandbox.Sandbox, firstrun bool, signals int) 
 			ok++
 		}
 	}
-	if ok != signals || len(r.Signals) != signals {
-		t.Errorf("CloudFormation got %d requests (%d SUCCESS accepted), want %d:\n%s", len(r.Signals), ok, signals, strings.Join(r.Signals, "\n"))
+	if ok != f.Signals || len(r.Signals) != f.Signals {
+		t.Errorf("CloudFormation got %d requests (%d SUCCESS accepted), want %d:\n%s", len(r.Signals), ok, f.Signals, strings.Join(r.Signals, "\n"))
 	}
 	return r
 }
@@ -134,8 +142,9 @@ func unitResult(t *testing.T, s *sandbox.Sandbox, unit string) string {
 // TestBootWithoutInputsAndIMDSHanging: the instance metadata service accepts
 // connections and never answers, and nothing else gives the cluster. firstrun's
 // discovery gives up within its 5 s bound, validation names what is missing, and
-// firstrun.service fails with exit 2 while cloud-final and the boot end; the reason is
-// on the console.
+// firstrun-early.service fails with exit 2, then firstrun.service, which tries again
+// after user data, the same way; cloud-final and the boot end, and the reason is on the
+// console.
 func TestBootWithoutInputsAndIMDSHanging(t *testing.T) {
 	t.Parallel()
 	s := sandbox.BootInstance(t, sandbox.Instance{IMDSSilent: true})
@@ -146,8 +155,10 @@ func TestBootWithoutInputsAndIMDSHanging(t *testing.T) {
 	if state != "degraded" {
 		t.Errorf("system %s, want degraded (firstrun.service failed)", state)
 	}
-	if got := unitResult(t, s, "firstrun.service"); got != "failed/exit-code/2" {
-		t.Errorf("firstrun.service: %s, want failed/exit-code/2 (invalid input)", got)
+	for _, u := range []string{"firstrun-early.service", "firstrun.service"} {
+		if got := unitResult(t, s, u); got != "failed/exit-code/2" {
+			t.Errorf("%s: %s, want failed/exit-code/2 (invalid input)", u, got)
+		}
 	}
 	if got := unitResult(t, s, "cloud-final.service"); got != "active/success/0" {
 		t.Errorf("cloud-final.service: %s", got)
@@ -164,15 +175,16 @@ func TestBootWithoutInputsAndIMDSHanging(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Jobs) > 0 || len(r.Failed) != 1 {
-		t.Errorf("jobs left %q; failed units %q, want firstrun.service only", r.Jobs, r.Failed)
+	if len(r.Jobs) > 0 || len(r.Failed) != 2 {
+		t.Errorf("jobs left %q; failed units %q, want firstrun-early.service and firstrun.service only", r.Jobs, r.Failed)
 	}
 	t.Logf("firstrun.service started %s after power-on", ts["firstrun.service"][0].Sub(s.Started()).Round(time.Millisecond))
 }
 
-// TestBootAgentNeverRegistersThenKilled: the agent never registers. firstrun.service
+// TestBootAgentNeverRegistersThenKilled: the agent never registers. firstrun-early.service
 // fails with exit 8 once FIRSTRUN_HEALTH_TIMEOUT (here 15 s, from the env file that
-// cloud-config writes) has passed, with the diagnosis on the console. Rerun as README
+// cloud-config writes) has passed, and firstrun.service, trying again after user data,
+// 15 s later, with the diagnosis on the console. Rerun as README
 // says (systemctl restart firstrun) and killed with SIGKILL while it waits, it fails
 // again at once, and nothing is left waiting.
 func TestBootAgentNeverRegistersThenKilled(t *testing.T) {
@@ -189,8 +201,10 @@ func TestBootAgentNeverRegistersThenKilled(t *testing.T) {
 	if state != "degraded" {
 		t.Errorf("system %s, want degraded (firstrun.service failed)", state)
 	}
-	if got := unitResult(t, s, "firstrun.service"); got != "failed/exit-code/8" {
-		t.Errorf("firstrun.service: %s, want failed/exit-code/8 (not registered)", got)
+	for _, u := range []string{"firstrun-early.service", "firstrun.service"} {
+		if got := unitResult(t, s, u); got != "failed/exit-code/8" {
+			t.Errorf("%s: %s, want failed/exit-code/8 (not registered)", u, got)
+		}
 	}
 	if got := unitResult(t, s, "cloud-final.service"); got != "active/success/0" {
 		t.Errorf("cloud-final.service: %s", got)

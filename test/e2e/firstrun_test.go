@@ -312,6 +312,11 @@ func TestStartedFromCloudFinalDoesNotDeadlock(t *testing.T) {
 	if err := b.s.WriteFile(b.ctx(10*time.Second), "/etc/systemd/system/cloud-final.service", []byte(unit), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The stock ecs.service's ordering: the image's has no After=cloud-final.service
+	// (packer/scripts/ecs-unit.sh), but firstrun may run on a stock ECS AMI too.
+	if err := b.s.WriteFile(b.ctx(10*time.Second), "/etc/systemd/system/ecs.service.d/stock-order.conf", []byte("[Unit]\nAfter=cloud-final.service\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	b.sh("systemctl", "daemon-reload")
 	start := time.Now()
 	if _, err := b.s.Run(b.ctx(150*time.Second), "systemctl", "start", "cloud-final.service"); err != nil {

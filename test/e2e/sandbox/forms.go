@@ -34,8 +34,11 @@ type BootForm struct {
 	Name string
 	// Instance is the boot.
 	Instance Instance
-	// Firstrun says firstrun.service runs (not on the stock image).
+	// Firstrun says the boot is firstrun's image (not the stock AMI's).
 	Firstrun bool
+	// Early says firstrun-early.service joins while user data runs (nothing in the user
+	// data names ECS's or firstrun's files); else firstrun.service runs after it.
+	Early bool
 	// Signals is how many SUCCESS signals CloudFormation must get.
 	Signals int
 }
@@ -86,9 +89,9 @@ echo ECS_CLUSTER=` + BootCluster + ` >> /etc/ecs/ecs.config
 func BootForms() []BootForm {
 	stacks := []cfnsignaltest.Stack{bootStack}
 	return []BootForm{
-		{Name: "none", Firstrun: true, Instance: Instance{IMDS: BootIMDS(true), Stacks: stacks}},
+		{Name: "none", Firstrun: true, Early: true, Instance: Instance{IMDS: BootIMDS(true), Stacks: stacks}},
 		{Name: "shell", Firstrun: true, Signals: 1, Instance: Instance{UserData: readmeUserData, IMDS: BootIMDS(false), Stacks: stacks}},
-		{Name: "write_files", Firstrun: true, Instance: Instance{UserData: WriteFilesUserData, IMDS: BootIMDS(false), Stacks: stacks}},
+		{Name: "write_files", Firstrun: true, Early: true, Instance: Instance{UserData: WriteFilesUserData, IMDS: BootIMDS(false), Stacks: stacks}},
 		{Name: "cfn-init", Firstrun: true, Signals: 1, Instance: Instance{UserData: cfnInitUserData, IMDS: BootIMDS(false), Stacks: stacks}},
 		{Name: "stock", Instance: Instance{Stock: true, UserData: stockUserData, IMDS: BootIMDS(false), Stacks: stacks}},
 	}

@@ -9,12 +9,12 @@
 #                         enabled at boot, ecs.service ordered After=cloud-final.service
 #                         as Amazon Linux ships it, no firstrun;
 #   CACHE_DIR/rootfs-KEY  the firstrun image: the stock one with what `make ami` adds
-#                         and removes (packer/firstrun.pkr.hcl): the firstrun.service
-#                         unit installed and enabled as the template does, the
-#                         cloud-init drop-in (packer/scripts/cloudinit.sh) and the
-#                         cleanup (packer/scripts/cleanup.sh, run with ROOT=), which
-#                         disables what the image must not start by itself. Its path is
-#                         printed on stdout; progress goes to stderr.
+#                         and removes (packer/firstrun.pkr.hcl): firstrun's units and
+#                         check installed and enabled as the template does, the
+#                         cloud-init drop-in (packer/scripts/cloudinit.sh), ecs.service
+#                         without After=cloud-final.service (ecs-unit.sh) and the
+#                         cleanup (cleanup.sh), each run with ROOT=. Its path is printed
+#                         on stdout; progress goes to stderr.
 #
 # cloud-init is enabled only when the container's "kernel command line" (systemd-nspawn
 # passes it to PID 1, and cloud-init reads /proc/1/cmdline in a container) says
@@ -197,6 +197,19 @@ provision_cloud() {
 		locale: false
 	EOF
 
+	# cloud-final.service as Amazon Linux 2023's cloud-init 22.2.2 has it: not ordered
+	# After=multi-user.target. Debian's 22.4 is (so is every cloud-init from 24.4,
+	# canonical/cloud-init PR 5830), which makes the stock AMI's own ordering a cycle
+	# (ecs.service WantedBy=multi-user.target and After=cloud-final.service) that systemd
+	# breaks by dropping a job at random: the stock flow would join the default cluster.
+	# The image's units have no such cycle with either (make packer-check).
+	sed '/^After=multi-user.target$/d' "$root/usr/lib/systemd/system/cloud-final.service" \
+		>"$root/etc/systemd/system/cloud-final.service"
+	grep -q '^After=multi-user.target$' "$root/usr/lib/systemd/system/cloud-final.service" || {
+		log "cloud-final.service has no After=multi-user.target line: check the sandbox's override"
+		exit 1
+	}
+
 	# IMDS at its address, 169.254.169.254:80, in the sandbox's own network namespace:
 	# the boot's imds.sh runs AWS's mock there (or a listener that never answers, or
 	# nothing). Up before anything that could ask, as on EC2.
@@ -255,9 +268,11 @@ provision_stock() {
 provision_image() {
 	local root=$1 repo=$2
 	ROOT=$root bash "$repo/packer/scripts/cloudinit.sh" >&2
+	ROOT=$root bash "$repo/packer/scripts/ecs-unit.sh" >&2
 	# The binary the sandbox binds in, where the template installs it.
-	mkdir -p "$root/usr/local/bin"
+	mkdir -p "$root/usr/local/bin" "$root/usr/local/libexec"
 	ln -sfn /opt/sandbox/bin/firstrun "$root/usr/local/bin/firstrun"
+	install -m 0755 "$repo/packer/files/firstrun-user-data-check" "$root/usr/local/libexec/"
 	local unit
 	for unit in "$repo"/packer/files/*.service; do
 		install -m 0644 "$unit" "$root/etc/systemd/system/"
@@ -276,7 +291,7 @@ main() {
 	script=$(realpath "${BASH_SOURCE[0]}")
 	repo=$(realpath "$(dirname "$script")/../../..")
 	key=$(cat "$script" "$repo"/packer/files/* "$repo"/packer/scripts/cloudinit.sh \
-		"$repo"/packer/scripts/cleanup.sh | sha256sum | cut -c1-12)
+		"$repo"/packer/scripts/ecs-unit.sh "$repo"/packer/scripts/cleanup.sh | sha256sum | cut -c1-12)
 	final=$cache/rootfs-$key
 	stock=$cache/stock-$key
 	# The image is renamed into place last: once it is there, both are.

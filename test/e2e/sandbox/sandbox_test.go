@@ -67,18 +67,20 @@ func TestBootState(t *testing.T) {
 	if state := run(t, ctx, s, "systemctl", "is-system-running"); state != "running" && state != "degraded" {
 		t.Errorf("system state %q", state)
 	}
-	// Baked like the AMI: nothing of ECS enabled or started, nothing configured.
+	// Baked like the AMI: the agents neither enabled nor started, nothing configured;
+	// docker enabled and started at boot, as on the stock ECS AMI (cleanup.sh).
 	for _, unit := range []string{"docker.service", "docker.socket", "containerd.service", "ecs.service", "amazon-cloudwatch-agent.service"} {
-		out, _, _, err := s.Exec(ctx, nil, "systemctl", "is-enabled", unit)
+		want := "disabled/inactive"
+		if strings.Contains(unit, "docker") || unit == "containerd.service" {
+			want = "enabled/active"
+		}
+		en, _, _, err := s.Exec(ctx, nil, "systemctl", "is-enabled", unit)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := strings.TrimSpace(string(out)); got != "disabled" {
-			t.Errorf("%s is %q before firstrun, want disabled", unit, got)
-		}
-		out, _, _, _ = s.Exec(ctx, nil, "systemctl", "is-active", unit)
-		if got := strings.TrimSpace(string(out)); got != "inactive" {
-			t.Errorf("%s is %q before firstrun, want inactive", unit, got)
+		ac, _, _, _ := s.Exec(ctx, nil, "systemctl", "is-active", unit)
+		if got := strings.TrimSpace(string(en)) + "/" + strings.TrimSpace(string(ac)); got != want {
+			t.Errorf("%s is %s before firstrun, want %s", unit, got, want)
 		}
 	}
 	if ls := run(t, ctx, s, "ls", "-A", "/etc/ecs", "/var/lib/ecs/data"); strings.TrimSpace(strings.ReplaceAll(ls, "/etc/ecs:", "")) != "/var/lib/ecs/data:" {
