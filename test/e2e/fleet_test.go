@@ -100,7 +100,7 @@ func (b *box) lines(path string) []string {
 	return out
 }
 
-// fragment returns the units of the CloudWatch agent fragment's journald collect_list
+// fragmentJournald returns the units of the CloudWatch agent fragment's journald collect_list
 // by log group, nil when it has no journald section.
 func (b *box) fragmentJournald() map[string]string {
 	b.t.Helper()
