@@ -190,7 +190,7 @@ func TestCloudWatchConfigMatchesSchema(t *testing.T) {
 }
 
 // TestJournald: with an agent that collects journald units, each of docker.service,
-// ecs.service and firstrun.service goes to a group of its own in the same scheme,
+// ecs.service, firstrun.service and firstrun-early.service goes to a group of its own in the same scheme,
 // streams named after the instance; with an older agent there is no journald section
 // (the agent would refuse the key it does not know).
 func TestJournald(t *testing.T) {
@@ -220,6 +220,7 @@ func TestJournald(t *testing.T) {
 		{[]string{"docker.service"}, groupPrefix + "/journal/docker.service", "{instance_id}"},
 		{[]string{"ecs.service"}, groupPrefix + "/journal/ecs.service", "{instance_id}"},
 		{[]string{"firstrun.service"}, groupPrefix + "/journal/firstrun.service", "{instance_id}"},
+		{[]string{"firstrun-early.service"}, groupPrefix + "/journal/firstrun-early.service", "{instance_id}"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("journald collect_list = %+v", got)

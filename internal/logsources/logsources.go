@@ -59,12 +59,14 @@ type Unit struct {
 
 // Journald are the units whose journal the CloudWatch agent ships when it can
 // (1.300070.0 and later, internal/cwagent): on AL2023 docker logs only there, the ECS
-// agent's ecs-init writes its unit's start and stop there, and firstrun's own unit's
-// log (which firstrun.log repeats, but with systemd's word on how it ended).
+// agent's ecs-init writes its unit's start and stop there, and firstrun's own units'
+// logs (which firstrun.log repeats, but with systemd's word on how they ended):
+// firstrun-early.service joins while user data runs, firstrun.service after it.
 var Journald = []Unit{
 	{Name: "docker.service", Suffix: "/journal/docker.service"},
 	{Name: "ecs.service", Suffix: "/journal/ecs.service"},
 	{Name: "firstrun.service", Suffix: "/journal/firstrun.service"},
+	{Name: "firstrun-early.service", Suffix: "/journal/firstrun-early.service"},
 }
 
 // Awslogs are the chapter's six files, for the awslogs agent on Amazon Linux 2.

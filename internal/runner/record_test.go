@@ -362,8 +362,8 @@ func TestJournalFollowsTheAgentVersion(t *testing.T) {
 	for _, e := range cfg.Logs.Collected.Journald.List {
 		units = append(units, e.Units...)
 	}
-	if got := strings.Join(units, " "); got != "docker.service ecs.service firstrun.service" {
-		t.Errorf("journald units %q, want docker, ecs and firstrun:\n%s", got, frag)
+	if got := strings.Join(units, " "); got != "docker.service ecs.service firstrun.service firstrun-early.service" {
+		t.Errorf("journald units %q, want docker, ecs and firstrun's two:\n%s", got, frag)
 	}
 	if !strings.Contains(strings.Join(unitCalls(h.sd), " "), "restart amazon-cloudwatch-agent.service") {
 		t.Errorf("the agent was not restarted for its new configuration: %q", unitCalls(h.sd))

@@ -74,7 +74,8 @@ if $live; then
 		systemctl stop ecs.service
 	fi
 	# Containers the build left (the agent's, stopped with ecs) go; images stay.
-	if systemctl is-active --quiet docker.service && command -v docker >/dev/null; then
+	if systemctl is-active --quiet docker.service && command -v docker >/dev/null &&
+		[[ -n $(docker container ls --all --quiet --filter status=exited --filter status=created) ]]; then
 		log "removing stopped containers"
 		docker container prune --force
 	fi

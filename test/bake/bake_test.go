@@ -820,13 +820,15 @@ func TestCleanup(t *testing.T) {
 
 	// ecs stopped and disabled; docker left as the ECS AMI has it, enabled (and running
 	// here: the build instance is shut down before its snapshot).
-	for _, u := range units {
-		want := "enabled/active"
+	wantState := func(u string) string {
 		if u == "ecs.service" {
-			want = "disabled/inactive"
+			return "disabled/inactive"
 		}
-		if st := state(u); st != want {
-			t.Errorf("%s: %s, want %s", u, st, want)
+		return "enabled/active"
+	}
+	for _, u := range units {
+		if st := state(u); st != wantState(u) {
+			t.Errorf("%s: %s, want %s", u, st, wantState(u))
 		}
 	}
 	if out := sh("find", "/var/lib/ecs/data", "-mindepth", "1"); out != "" {
@@ -872,8 +874,8 @@ func TestCleanup(t *testing.T) {
 		}
 	}
 	for _, u := range units {
-		if st := state(u); st != "disabled/inactive" {
-			t.Errorf("after the second run %s: %s, want disabled/inactive", u, st)
+		if st := state(u); st != wantState(u) {
+			t.Errorf("after the second run %s: %s, want %s", u, st, wantState(u))
 		}
 	}
 }
@@ -942,8 +944,8 @@ func TestCleanupRoot(t *testing.T) {
 	}
 	wants, _ := filepath.Glob(filepath.Join(root, "etc/systemd/system/*.wants/*"))
 	var wantLinks []string
-	for _, l := range []string{"multi-user.target.wants/chronyd.service", "multi-user.target.wants/docker.service",
-		"multi-user.target.wants/containerd.service", "sockets.target.wants/docker.socket"} {
+	for _, l := range []string{"multi-user.target.wants/chronyd.service", "multi-user.target.wants/containerd.service",
+		"multi-user.target.wants/docker.service", "sockets.target.wants/docker.socket"} {
 		wantLinks = append(wantLinks, filepath.Join(root, "etc/systemd/system", l))
 	}
 	sameList(t, "wants symlinks left", wants, wantLinks)

@@ -23,7 +23,7 @@ const (
 	cwAgentUnit  = "amazon-cloudwatch-agent.service"
 	cwAgentSink  = "/var/lib/fakecwagent/events.jsonl" // test/e2e/fakecwagent's
 	groupPrefix  = "/e2e/ec2/e2e-asg"                  // baseEnv's STACK_NAME and AUTOSCALING_GROUP
-	journalUnits = "docker.service,ecs.service,firstrun.service"
+	journalUnits = "docker.service,ecs.service,firstrun.service,firstrun-early.service"
 )
 
 // sinkEvent is one event the CloudWatch agent stand-in would have put to CloudWatch
