@@ -9,7 +9,8 @@ OUT ?= bin/firstrun
 # (golang/go#75804, fixed in Go 1.27); a count has no deadline to race. 30000 is about
 # 10 s of FuzzValidate here and 3 s of FuzzMerge.
 FUZZTIME ?= 30000x
-# Flags for `make bench` (go run ./test/bench -h), e.g. BENCH_FLAGS='-runs 40'.
+# Flags for `make bench` (go run ./test/bench -h), e.g. BENCH_FLAGS='-runs 40 -boots 20'
+# (-boots 0 leaves out the boot table and its 20 minutes).
 BENCH_FLAGS ?=
 LDFLAGS := -s -w -X main.version=$(VERSION)
 # Packer and its amazon plugin, built from source into .tools/ (scripts/packer-tools.sh),
@@ -65,7 +66,7 @@ demo: deps-demo ## Show the main job on a booted sandbox instance (root; install
 demo-root: build ## Show the file work on a temporary root, without root or a sandbox
 	examples/demo.sh $(OUT)
 
-bench: ## Measure firstrun beside the seed script and write bin/bench/results.md (root; about 3 minutes)
+bench: ## Boot → registered beside the stock AMI, firstrun beside the seed script; writes bin/bench/results.md (root; about 25 minutes)
 	$(GO) run ./test/bench -out bin/bench $(BENCH_FLAGS)
 
 storm: ## Boot storm: 1000 in-process signal senders against a throttled CloudFormation stand-in on loopback (about 2 minutes; STORM_FLAGS='-n 2000 -rate 5')

@@ -244,3 +244,58 @@ func TestBootAgentNeverRegistersThenKilled(t *testing.T) {
 		t.Errorf("jobs left after the kill: %q (system %s)", r.Jobs, state)
 	}
 }
+
+// TestBootJoinsWhileUserDataRuns: the cluster is in the instance's tags and the user
+// data's script works for an hour at something else. firstrun-early.service joins
+// while cloud-final is still running the script: the stock AMI's agent would wait for
+// the hour (aws/amazon-ecs-agent issues 4130, 4792, 4824).
+func TestBootJoinsWhileUserDataRuns(t *testing.T) {
+	t.Parallel()
+	s := sandbox.BootInstance(t, sandbox.Instance{UserData: "#!/bin/bash\nsleep 3600 # the user data's own work\n", IMDS: bootIMDS(true)})
+	at, err := s.WaitRegistered(within(t, 3*time.Minute), bootCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("boot → registered: %s", at.Sub(s.Started()).Round(time.Millisecond))
+	if got := unitResult(t, s, "cloud-final.service"); got != "activating/success/0" {
+		t.Errorf("cloud-final.service: %s, want still running the user data", got)
+	}
+	ctx := within(t, time.Minute)
+	for unitResult(t, s, "firstrun-early.service") != "active/success/0" {
+		if ctx.Err() != nil {
+			t.Fatalf("firstrun-early.service: %s, want active/success/0", unitResult(t, s, "firstrun-early.service"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	consoleWait(t, s, 10*time.Second, "joining now, while user data runs")
+}
+
+// TestBootUserDataWritesECSSettings: a user-data script that appends a setting to
+// ecs.config itself, as on the stock AMI (the cluster comes from the tags). It names
+// ecs.config, so firstrun-early.service is skipped and firstrun.service joins after
+// it: the agent starts with the script's setting, kept by firstrun's merge.
+func TestBootUserDataWritesECSSettings(t *testing.T) {
+	t.Parallel()
+	s := sandbox.BootInstance(t, sandbox.Instance{
+		UserData: "#!/bin/bash\nsleep 2\necho ECS_LOGLEVEL=debug >> /etc/ecs/ecs.config\n",
+		IMDS:     bootIMDS(true),
+	})
+	if _, err := s.WaitRegistered(within(t, 3*time.Minute), bootCluster); err != nil {
+		t.Fatal(err)
+	}
+	checkBootEnd(t, s, sandbox.BootForm{Firstrun: true})
+	consoleWait(t, s, 10*time.Second, "firstrun.service joins after user data", "/var/lib/cloud/instance/scripts/part-001")
+	pid, err := s.Run(within(t, 30*time.Second), "systemctl", "show", "-P", "MainPID", "ecs.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := s.ReadFile(within(t, 30*time.Second), "/proc/"+strings.TrimSpace(string(pid))+"/environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ECS_LOGLEVEL=debug", "ECS_CLUSTER=" + bootCluster} {
+		if !strings.Contains("\x00"+string(env)+"\x00", "\x00"+want+"\x00") {
+			t.Errorf("the agent's environment lacks %s: %q", want, env)
+		}
+	}
+}
