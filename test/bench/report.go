@@ -22,7 +22,7 @@ type results struct {
 	Trace         traceResults
 	FullRun       *fullRun     `json:",omitempty"`
 	Boots         *bootResults `json:",omitempty"`
-	GoBench       string   `json:",omitempty"`
+	GoBench       string       `json:",omitempty"`
 }
 
 // The targets (issues 6 and 14). The configuration phase has none any more: both tools
