@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -60,13 +61,20 @@ type bootResults struct {
 	Chains map[string]string
 }
 
-// boots boots each form n times, round after round (so that the machine's drift
-// touches every form alike), and the slow forms' pairs side by side.
-func boots(ctx context.Context, binDir string, n int) (bootResults, error) {
+// boots boots each form whose name matches only (all when "") n times, round after
+// round (so that the machine's drift touches every form alike), and the slow forms'
+// pairs side by side.
+func boots(ctx context.Context, binDir string, n int, only string) (bootResults, error) {
 	res := bootResults{Chains: map[string]string{}}
-	forms := bootForms()
+	match, err := regexp.Compile(only)
+	if err != nil {
+		return res, fmt.Errorf("-forms: %w", err)
+	}
 	var fast, slow []bootForm
-	for _, f := range forms {
+	for _, f := range bootForms() {
+		if !match.MatchString(f.Name) {
+			continue
+		}
 		if f.Slow {
 			slow = append(slow, f)
 		} else {

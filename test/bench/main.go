@@ -50,6 +50,7 @@ func main() {
 	flag.BoolVar(&o.instance, "instance", true, "measure a full run on a booted sandbox instance (root)")
 	flag.BoolVar(&o.goBench, "go-bench", true, "run the Go benchmarks")
 	flag.IntVar(&o.boots, "boots", 10, "boots of each user data form as an instance, for the boot table (0: none; root)")
+	flag.StringVar(&o.forms, "forms", "", "boot only the user data forms whose name matches this `REGEXP` (all when empty)")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the registration delays' order")
 	flag.Parse()
 	if err := bench(ctx, o); err != nil {
@@ -71,6 +72,7 @@ type options struct {
 	goBench          bool
 	seed             uint64
 	boots            int
+	forms            string
 }
 
 // inputs are both tools' inputs: the chapter's, with a proxy, so that both write
@@ -125,6 +127,17 @@ func bench(ctx context.Context, o options) error {
 	defer stopPing()
 	h.dockerSock = sock
 
+	if o.boots > 0 {
+		step("Boot → registered: %d boots of each user data form, as an instance boots", o.boots)
+		if _, err := sandbox.Rootfs(ctx, sandbox.DefaultCacheDir()); err != nil {
+			return err
+		}
+		b, err := boots(ctx, binDir, o.boots, o.forms)
+		if err != nil {
+			return err
+		}
+		r.Boots = &b
+	}
 	step("Configuration phase: %d runs of each, alternating", o.configRuns)
 	if r.Config, err = h.configPhase(ctx, o.configRuns); err != nil {
 		return err
@@ -151,17 +164,6 @@ func bench(ctx context.Context, o options) error {
 			return err
 		}
 		r.FullRun = &fr
-	}
-	if o.boots > 0 {
-		step("Boot → registered: %d boots of each user data form, as an instance boots", o.boots)
-		if _, err := sandbox.Rootfs(ctx, sandbox.DefaultCacheDir()); err != nil {
-			return err
-		}
-		b, err := boots(ctx, binDir, o.boots)
-		if err != nil {
-			return err
-		}
-		r.Boots = &b
 	}
 	if o.goBench {
 		step("Go benchmarks")
