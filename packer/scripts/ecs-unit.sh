@@ -50,5 +50,9 @@ else
 	printf '%s\n' "$want" >"$dst.tmp"
 	chmod 0644 -- "$dst.tmp"
 	mv -f -- "$dst.tmp" "$dst"
+	# On the running build instance, systemd reads it now (cleanup.sh stops ecs next).
+	if [[ -z $root && -d /run/systemd/system ]]; then
+		systemctl daemon-reload
+	fi
 fi
 log "done"

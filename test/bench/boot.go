@@ -38,6 +38,12 @@ func bootForms() []bootForm {
 	slowStock := sandbox.BootForms()[4]
 	slowStock.Name = "stock + 60 s script"
 	slowStock.Instance.UserData = slowStock.Instance.UserData + work
+	// A proxy: docker, up since boot, is restarted once firstrun has written its proxy
+	// drop-in (nothing in the sandbox goes through the proxy; docker only keeps it).
+	proxy := sandbox.BootForms()[2]
+	proxy.Name = "write_files + proxy"
+	proxy.Instance.UserData = strings.Replace(proxy.Instance.UserData, "      ECS_CLUSTER=", "      PROXY_URL=http://proxy.internal:3128\n      ECS_CLUSTER=", 1)
+	out = append(out, bootForm{BootForm: proxy})
 	return append(out, bootForm{BootForm: slowFirstrun, Slow: true}, bootForm{BootForm: slowStock, Slow: true})
 }
 
