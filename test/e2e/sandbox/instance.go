@@ -57,8 +57,6 @@ const (
 	agentEnv  = "/etc/fakeagent.env"            // read by ecs.service
 	cfnLog    = "/var/log/fakecfn.jsonl"        // the stand-in's record of each request
 	imdsAddr  = "169.254.169.254"               // sandbox-imds.service adds it to lo
-	cfnConfig = bootMount + "/fakecfn.json"     // sandbox-cfn.service's condition
-	imdsStart = bootMount + "/imds.sh"          // sandbox-imds.service's condition
 	mockJSON  = bootMount + "/imds-mock.json"   // the mock's configuration
 	mockBin   = BinMount + "/ec2-metadata-mock" // built by BuildBinaries
 	// silentPy is the hanging IMDS: connections are accepted (the kernel completes
