@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -45,7 +47,7 @@ type Client struct {
 func NewClient(endpoint string) *Client {
 	transport := &http.Transport{
 		Proxy:               nil, // never a proxy, whatever the environment says
-		DialContext:         (&net.Dialer{Timeout: RequestTimeout}).DialContext,
+		DialContext:         noSelfConnect((&net.Dialer{Timeout: RequestTimeout}).DialContext),
 		MaxIdleConns:        1,
 		MaxIdleConnsPerHost: 1,
 		IdleConnTimeout:     10 * time.Second,
@@ -54,6 +56,32 @@ func NewClient(endpoint string) *Client {
 		endpoint: endpoint,
 		http:     &http.Client{Transport: transport},
 		timeout:  RequestTimeout,
+	}
+}
+
+// dialFunc is net.Dialer's DialContext.
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// noSelfConnect wraps dial so that a TCP connection to itself is never kept. The
+// agent's port, 51678, lies in Linux's ephemeral range (32768–60999): while nothing
+// listens there, a connect to 127.0.0.1:51678 whose source port happens to be 51678
+// succeeds, connected to itself (TCP simultaneous open), and once closed it lingers in
+// TIME_WAIT for a minute, during which the agent cannot bind its port ("bind: address
+// already in use") and exits, and ecs.service restarts it every 10 s until the minute
+// is over. Polling every 25 ms walks through the source ports, and the boot benchmark
+// caught it (a registration 67 s late in 1 of 35 boots). Such a connection is reset at
+// once (SO_LINGER 0: no TIME_WAIT) and reported as what it means: nobody listens.
+func noSelfConnect(dial dialFunc) dialFunc {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err != nil || conn.LocalAddr().String() != conn.RemoteAddr().String() {
+			return conn, err
+		}
+		if tcp, ok := conn.(*net.TCPConn); ok {
+			_ = tcp.SetLinger(0)
+		}
+		_ = conn.Close()
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: conn.RemoteAddr(), Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 	}
 }
 

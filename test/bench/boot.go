@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -48,7 +49,11 @@ func bootForms() []bootForm {
 }
 
 // bootUnits are the units whose start and end each boot records.
-var bootUnits = []string{"cloud-init-local.service", "cloud-final.service", "docker.service", "firstrun.service", "ecs.service"}
+var bootUnits = []string{"cloud-init-local.service", "cloud-final.service", "docker.service", "firstrun-early.service", "firstrun.service", "ecs.service"}
+
+// slowBoot is how much longer than its user data's own work a boot may take to join
+// before its journal is kept for a look (in the out directory's boots/).
+const slowBoot = 20 * time.Second
 
 // bootRun is one boot: power-on (systemd-nspawn started) to the agent's registration
 // line in the journal, both on the host's clock, and each unit's start and end after
@@ -70,7 +75,7 @@ type bootResults struct {
 // boots boots each form whose name matches only (all when "") n times, round after
 // round (so that the machine's drift touches every form alike), and the slow forms'
 // pairs side by side.
-func boots(ctx context.Context, binDir string, n int, only string) (bootResults, error) {
+func boots(ctx context.Context, binDir, outDir string, n int, only string) (bootResults, error) {
 	res := bootResults{Chains: map[string]string{}}
 	match, err := regexp.Compile(only)
 	if err != nil {
@@ -89,7 +94,7 @@ func boots(ctx context.Context, binDir string, n int, only string) (bootResults,
 	}
 	for round := range n {
 		for _, f := range fast {
-			r, chain, err := bootOnce(ctx, binDir, f, round == 0)
+			r, chain, err := bootOnce(ctx, binDir, outDir, f, round, round == 0)
 			if err != nil {
 				return res, err
 			}
@@ -108,7 +113,7 @@ func boots(ctx context.Context, binDir string, n int, only string) (bootResults,
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				runs[i], _, errs[i] = bootOnce(ctx, binDir, f, false)
+				runs[i], _, errs[i] = bootOnce(ctx, binDir, outDir, f, round, false)
 			}()
 		}
 		wg.Wait()
@@ -124,8 +129,9 @@ func boots(ctx context.Context, binDir string, n int, only string) (bootResults,
 }
 
 // bootOnce boots f, waits for the registration, then for the boot's end, and reads the
-// units' timestamps and, when chain, the critical chains.
-func bootOnce(ctx context.Context, binDir string, f bootForm, chain bool) (r bootRun, chains string, err error) {
+// units' timestamps and, when chain, the critical chains. A boot slower than slowBoot
+// beyond its user data's work leaves its journal in outDir/boots.
+func bootOnce(ctx context.Context, binDir, outDir string, f bootForm, round int, chain bool) (r bootRun, chains string, err error) {
 	r.Form = f.Name
 	in := f.Instance
 	s, err := sandbox.Start(ctx, sandbox.Config{CacheDir: sandbox.DefaultCacheDir(), BinDir: binDir, Instance: &in})
@@ -144,6 +150,9 @@ func bootOnce(ctx context.Context, binDir string, f bootForm, chain bool) (r boo
 		return r, "", fmt.Errorf("boot %s: %w\nconsole:\n%s", f.Name, err, lastLines(s.Console(), 40))
 	}
 	r.ToRegistered = at.Sub(s.Started())
+	if limit := slowBoot + map[bool]time.Duration{true: userDataWork}[f.Slow]; r.ToRegistered > limit {
+		keepJournal(ctx, s, outDir, fmt.Sprintf("%s-%d", f.Name, round+1))
+	}
 	state, err := s.WaitSystem(wctx)
 	if err != nil {
 		return r, "", fmt.Errorf("boot %s: %w", f.Name, err)
@@ -177,6 +186,23 @@ func bootOnce(ctx context.Context, binDir string, f bootForm, chain bool) (r boo
 		chains = string(out)
 	}
 	return r, chains, nil
+}
+
+// keepJournal writes the boot's journal to outDir/boots/NAME.journal, best effort.
+func keepJournal(ctx context.Context, s *sandbox.Sandbox, outDir, name string) {
+	out, err := s.Run(ctx, "journalctl", "-b", "--no-pager", "-o", "short-precise")
+	dir := filepath.Join(outDir, "boots")
+	if err == nil {
+		err = os.MkdirAll(dir, 0o755)
+	}
+	if err == nil {
+		path := filepath.Join(dir, strings.NewReplacer(" ", "", "+", "-").Replace(name)+".journal")
+		err = os.WriteFile(path, out, 0o644)
+		fmt.Fprintf(os.Stderr, "   a slow boot: its journal is in %s\n", path)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "   a slow boot, its journal not kept: %v\n", err)
+	}
 }
 
 // lastLines returns the last n lines of s.
@@ -227,14 +253,21 @@ func (b *bootResults) report() string {
 		}
 		p("| %s | %d | %s | %s | %s | %s | %s |\n", n, s.N, dur(s.P50), dur(s.P95), dur(s.Min), dur(s.Max), rat)
 	}
-	p("\nMedian time after power-on of each step (start → end of the unit's start job; — when the unit did not run):\n\n")
-	p("| form | cloud-init-local starts | cloud-final ends | docker starts → active | firstrun.service starts → ends | ecs.service starts | registered |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	p("\nMedian time after power-on of each step (start → end of the unit's start job; — when the unit did not run; firstrun's unit is firstrun-early.service where it joined, else firstrun.service):\n\n")
+	p("| form | cloud-init-local starts | cloud-final ends | docker starts → active | firstrun's unit starts → ends | ecs.service starts | registered |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, n := range names {
 		runs := m[n]
 		at := func(unit string, i int) string {
 			var ds []time.Duration
 			for _, r := range runs {
-				if d := r.Units[unit][i]; d > 0 {
+				u := unit
+				if u == "firstrun" { // the one of firstrun's units that ran (became active)
+					u = "firstrun.service"
+					if r.Units["firstrun-early.service"][1] > 0 {
+						u = "firstrun-early.service"
+					}
+				}
+				if d := r.Units[u][i]; d > 0 {
 					ds = append(ds, d)
 				}
 			}
@@ -244,7 +277,7 @@ func (b *bootResults) report() string {
 			return dur(median(ds))
 		}
 		p("| %s | %s | %s | %s → %s | %s → %s | %s | %s |\n", n, at("cloud-init-local.service", 0), at("cloud-final.service", 1),
-			at("docker.service", 0), at("docker.service", 1), at("firstrun.service", 0), at("firstrun.service", 1), at("ecs.service", 0), dur(median(joins(runs))))
+			at("docker.service", 0), at("docker.service", 1), at("firstrun", 0), at("firstrun", 1), at("ecs.service", 0), dur(median(joins(runs))))
 	}
 	for _, n := range names {
 		if c, ok := b.Chains[n]; ok {

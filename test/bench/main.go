@@ -132,7 +132,7 @@ func bench(ctx context.Context, o options) error {
 		if _, err := sandbox.Rootfs(ctx, sandbox.DefaultCacheDir()); err != nil {
 			return err
 		}
-		b, err := boots(ctx, binDir, o.boots, o.forms)
+		b, err := boots(ctx, binDir, o.out, o.boots, o.forms)
 		if err != nil {
 			return err
 		}

@@ -172,47 +172,39 @@ func (s *Sandbox) WaitSystem(ctx context.Context) (string, error) {
 	}
 }
 
-// WaitRegistered polls the agent's introspection endpoint from outside the boot
-// (nsenter and curl, every 100 ms) until it answers registered to cluster, bounded by
-// ctx, and returns when the agent registered: the journal's timestamp of its
-// "Registration completed successfully" line, on the host's clock.
+// WaitRegistered waits, bounded by ctx, until the agent has registered to cluster,
+// watching from outside the boot, and returns when it registered: the journal's
+// timestamp of its "Registration completed successfully" line, on the host's clock. It
+// reads the journal every 100 ms and asks the agent's introspection endpoint only once
+// that line is there: a connection to the agent's port before the agent listens could
+// connect to itself and hold the port (see internal/health, noSelfConnect).
 func (s *Sandbox) WaitRegistered(ctx context.Context, cluster string) (time.Time, error) {
 	last := ""
 	for {
-		out, _, code, err := s.Exec(ctx, nil, "curl", "-sS", "--max-time", "2", "--noproxy", "*", "http://127.0.0.1:51678/v1/metadata")
+		out, _, _, err := s.Exec(ctx, nil, "journalctl", "-u", "ecs.service", "-o", "short-unix", "--no-pager", "-g", "Registration completed successfully")
 		if err != nil {
 			return time.Time{}, fmt.Errorf("sandbox %s: waiting for registration to %s (last answer %q): %w", s.name, cluster, last, err)
 		}
-		if code == 0 {
-			last = string(out)
-			var md struct {
-				Cluster              string
-				ContainerInstanceArn *string
+		if at, ok := firstStamp(out); ok {
+			md, _, code, err := s.Exec(ctx, nil, "curl", "-sS", "--max-time", "2", "--noproxy", "*", "http://127.0.0.1:51678/v1/metadata")
+			if err != nil {
+				return time.Time{}, fmt.Errorf("sandbox %s: asking the agent: %w", s.name, err)
 			}
-			if json.Unmarshal(out, &md) == nil && md.Cluster == cluster && md.ContainerInstanceArn != nil {
-				return s.registeredAt(ctx)
+			if code == 0 {
+				last = string(md)
+				var m struct {
+					Cluster              string
+					ContainerInstanceArn *string
+				}
+				if json.Unmarshal(md, &m) == nil && m.Cluster == cluster && m.ContainerInstanceArn != nil {
+					return at, nil
+				}
 			}
 		}
 		if err := s.pause(ctx, 100*time.Millisecond); err != nil {
 			return time.Time{}, fmt.Errorf("sandbox %s: waiting for registration to %s (last answer %q): %w", s.name, cluster, last, err)
 		}
 	}
-}
-
-// registeredAt finds the agent's registration line in the journal.
-func (s *Sandbox) registeredAt(ctx context.Context) (time.Time, error) {
-	for range 50 { // journald may not have it yet
-		out, err := s.Run(ctx, "journalctl", "-u", "ecs.service", "-o", "short-unix", "--no-pager", "-g", "Registration completed successfully")
-		if err == nil {
-			if t, ok := firstStamp(out); ok {
-				return t, nil
-			}
-		}
-		if err := s.pause(ctx, 100*time.Millisecond); err != nil {
-			return time.Time{}, err
-		}
-	}
-	return time.Time{}, fmt.Errorf("sandbox %s: the agent answers registered, but its journal has no registration line", s.name)
 }
 
 // firstStamp reads the time of the first "short-unix" journal line (seconds.micros).
