@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firstrun/firstrun/internal/state"
 	"github.com/firstrun/firstrun/internal/testenv"
 )
 
@@ -138,6 +139,90 @@ func TestProxyPasswordNotInUnitProperties(t *testing.T) {
 	}
 	if got := b.sh("docker", "info", "--format", "{{.HTTPProxy}}{{.HTTPSProxy}}"); got != "" {
 		t.Errorf("docker still has the proxy %q", got)
+	}
+}
+
+// TestUpgradeFromEnvironmentDropIns: an instance that an older firstrun configured, the
+// proxy in Environment= lines of its drop-ins (shown to nobody by systemctl show),
+// converges on the next run: the drop-ins rewritten, systemd reloaded, docker and ecs
+// restarted with the proxy from the env files, and nobody sees the password any more.
+func TestUpgradeFromEnvironmentDropIns(t *testing.T) {
+	b := boot(t)
+	const proxyURL = "http://e2e-user:" + secretMarker + "%25x@proxy.example:3128"
+	b.envFile(testenv.WithEnv(baseEnv, "PROXY_URL="+proxyURL)...)
+	b.mustRun()
+
+	// What the older firstrun left: its drop-ins (0600, % doubled for the unit-file
+	// parser), no env files, a state file that owns only the drop-ins; the units
+	// running with those settings.
+	old := func(noProxy string) []byte {
+		p := strings.ReplaceAll(proxyURL, "%", "%%")
+		return []byte("# Written by firstrun; changes here are overwritten on its next run.\n[Service]\n" +
+			"Environment=\"HTTP_PROXY=" + p + "\"\nEnvironment=\"HTTPS_PROXY=" + p + "\"\nEnvironment=\"NO_PROXY=" + noProxy + "\"\n")
+	}
+	for path, content := range map[string][]byte{
+		"/etc/systemd/system/docker.service.d/http-proxy.conf": old("169.254.169.254,169.254.170.2"),
+		"/etc/systemd/system/ecs.service.d/http-proxy.conf":    old("169.254.169.254,169.254.170.2,/var/run/docker.sock"),
+	} {
+		if err := b.s.WriteFile(b.ctx(10*time.Second), path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.sh("rm", "/etc/firstrun/proxy/docker.env", "/etc/firstrun/proxy/ecs.env")
+	data, err := b.s.ReadFile(b.ctx(10*time.Second), "/var/lib/firstrun/state.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Files = slices.DeleteFunc(st.Files, func(p string) bool { return strings.HasPrefix(p, "/etc/firstrun/proxy/") })
+	if err := b.s.WriteFile(b.ctx(10*time.Second), "/var/lib/firstrun/state.json", st.File().Content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.sh("systemctl", "daemon-reload")
+	b.sh("systemctl", "restart", "docker.service", "ecs.service")
+	for _, unit := range []string{"docker.service", "ecs.service"} {
+		if _, show := b.asNobody("systemctl", "show", "--property", "Environment", unit); !strings.Contains(show, secretMarker) {
+			t.Fatalf("the older firstrun's drop-in of %s is not as it was: nobody does not see the password:\n%s", unit, show)
+		}
+		if !slices.Contains(b.mainEnv(unit), "HTTPS_PROXY="+proxyURL) {
+			t.Fatalf("%s does not run with the older firstrun's proxy: %q", unit, b.mainEnv(unit))
+		}
+	}
+	pids := map[string]string{"docker.service": b.prop("docker.service", "MainPID"), "ecs.service": b.prop("ecs.service", "MainPID")}
+
+	r := b.mustRun()
+	for p, want := range map[string]string{
+		"/etc/systemd/system/docker.service.d/http-proxy.conf": "updated", "/etc/systemd/system/ecs.service.d/http-proxy.conf": "updated",
+		"/etc/firstrun/proxy/docker.env": "created", "/etc/firstrun/proxy/ecs.env": "created",
+	} {
+		if got := actions(r)[p]; got != want {
+			t.Errorf("%s: %q, want %q", p, got, want)
+		}
+	}
+	if !strings.Contains(r.stderr, `"action":"reloaded"`) {
+		t.Errorf("systemd was not reloaded after the drop-ins changed:\n%s", grepLines(r.stderr, `"action"`))
+	}
+	for unit, pid := range pids {
+		if b.prop(unit, "MainPID") == pid {
+			t.Errorf("%s was not restarted", unit)
+		}
+		if !slices.Contains(b.mainEnv(unit), "HTTPS_PROXY="+proxyURL) {
+			t.Errorf("%s lost the proxy in the upgrade: %q", unit, b.mainEnv(unit))
+		}
+		if _, show := b.asNobody("systemctl", "show", unit); strings.Contains(show, secretMarker) {
+			t.Errorf("after the upgrade, systemctl show %s shows nobody the password:\n%s", unit, grepLines(show, secretMarker))
+		}
+	}
+	// --check still warns of the CloudWatch agent's own 0644 copy of the proxy
+	// (env-config.json, which firstrun cannot change), and of nothing of firstrun's.
+	c := b.firstrun("--check")
+	exposure := grepLines(c.stdout, "proxy credentials")
+	if c.code != 0 || !strings.Contains(exposure, "env-config.json (mode 0644)") || strings.Contains(exposure, "http-proxy.conf") ||
+		strings.Contains(exposure, "/etc/firstrun/proxy") || strings.Contains(exposure, "rerun firstrun") {
+		t.Errorf("--check after the upgrade: exit %d\n%s", c.code, c.stdout)
 	}
 }
 
