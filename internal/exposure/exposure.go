@@ -1,8 +1,17 @@
-// Package exposure finds proxy credentials (a scheme://user:password@ URL) in files that
-// every local user can read: for --check's warning. firstrun writes its own files 0600,
-// but the CloudWatch agent's config translator copies common-config.toml's [proxy] into
-// env-config.json with mode 0644 at each start (aws/amazon-cloudwatch-agent
-// translator/cmdutil TranslateJsonMapToEnvConfigFile), which firstrun cannot change.
+// Package exposure finds proxy credentials (a scheme://user:password@ URL) that every
+// local user can read: for --check's warning. Two ways:
+//
+//   - a file readable by others (and every directory above it searchable). firstrun
+//     writes its own files that hold the proxy 0600, but the CloudWatch agent's config
+//     translator copies common-config.toml's [proxy] into env-config.json with mode
+//     0644 at each start (aws/amazon-cloudwatch-agent translator/cmdutil
+//     TranslateJsonMapToEnvConfigFile), which firstrun cannot change; and an operator
+//     may chmod a file;
+//   - a systemd unit drop-in, whatever its mode: every unit setting is a unit property
+//     that systemd shows to every local user over D-Bus (systemd.exec(5), Environment=:
+//     "exposed to unprivileged clients via D-Bus IPC"; `systemctl show docker`). firstrun
+//     wrote its proxy as Environment= lines in its drop-ins before it used env files; a
+//     drop-in still holding one is exposed until firstrun runs again.
 package exposure
 
 import (
@@ -12,6 +21,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/firstrun/firstrun/internal/hostpath"
@@ -23,11 +33,24 @@ import (
 var Paths = []string{
 	hostpath.EnvFile,
 	hostpath.ECSConfig,
+	hostpath.ECSProxyEnv,
 	hostpath.ECSProxyDropIn,
+	hostpath.DockerProxyEnv,
 	hostpath.DockerProxyDropIn,
 	hostpath.CloudWatchCommonConfig,
 	hostpath.CloudWatchEnvConfig,
 	hostpath.AwslogsProxyConfig,
+}
+
+// unitSettings are the paths among Paths whose settings systemd shows as unit
+// properties: a password there is exposed whatever the file's mode.
+var unitSettings = []string{hostpath.ECSProxyDropIn, hostpath.DockerProxyDropIn}
+
+// firstrunWrites are the paths among Paths that firstrun writes: a rerun rewrites them
+// (0600, and no password in a drop-in).
+var firstrunWrites = []string{
+	hostpath.ECSConfig, hostpath.ECSProxyEnv, hostpath.ECSProxyDropIn, hostpath.DockerProxyEnv,
+	hostpath.DockerProxyDropIn, hostpath.CloudWatchCommonConfig, hostpath.AwslogsProxyConfig,
 }
 
 // maxRead bounds what is read of a file: these are small configuration files.
@@ -39,16 +62,24 @@ type Finding struct {
 	Path string
 	// Mode is the file's permission bits.
 	Mode fs.FileMode
+	// UnitSetting says the file is a systemd drop-in: systemd shows its settings to
+	// every local user, whatever Mode is.
+	UnitSetting bool
 }
 
 func (f Finding) String() string {
+	if f.UnitSetting {
+		return fmt.Sprintf("%s (a unit setting: systemctl show shows it to every local user)", f.Path)
+	}
 	return fmt.Sprintf("%s (mode %04o)", f.Path, f.Mode)
 }
 
 // Find returns, among paths under root, the regular files that hold a URL with a
-// password and that every local user can read: the file readable by others and each
-// directory above it, up to the root, searchable by others. Missing files are skipped;
-// a file that cannot be read is an error naming it (the others are still checked).
+// password and that every local user can read: a systemd drop-in whatever its mode
+// (its settings are unit properties); any other file when it is readable by others and
+// each directory above it, up to the root, searchable by others. Missing files are
+// skipped; a file that cannot be read is an error naming it (the others are still
+// checked).
 func Find(root hostpath.Root, paths []string) ([]Finding, error) {
 	var out []Finding
 	var errs []error
@@ -62,7 +93,8 @@ func Find(root hostpath.Root, paths []string) ([]Finding, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if !fi.Mode().IsRegular() || !worldReadable(string(root), real, fi.Mode()) {
+		unit := slices.Contains(unitSettings, p)
+		if !fi.Mode().IsRegular() || (!unit && !worldReadable(string(root), real, fi.Mode())) {
 			continue
 		}
 		data, err := readHead(real)
@@ -71,7 +103,7 @@ func Find(root hostpath.Root, paths []string) ([]Finding, error) {
 			continue
 		}
 		if redact.HasURLPassword(string(data)) {
-			out = append(out, Finding{Path: p, Mode: fi.Mode().Perm()})
+			out = append(out, Finding{Path: p, Mode: fi.Mode().Perm(), UnitSetting: unit})
 		}
 	}
 	return out, errors.Join(errs...)
@@ -110,17 +142,29 @@ func readHead(p string) ([]byte, error) {
 
 // Report runs Find over Paths under root and says, for --check, whether a proxy
 // password is exposed: ok is false when one is found or a file could not be read, and
-// detail says where, or why it is unknown.
+// detail says where, and what can be done about each, or why it is unknown.
 func Report(root hostpath.Root) (ok bool, detail string) {
 	found, err := Find(root, Paths)
 	detail = "in no file that every local user can read"
 	if len(found) > 0 {
 		names := make([]string, len(found))
+		var own, envFile, agent bool
 		for i, f := range found {
 			names[i] = f.String()
+			own = own || slices.Contains(firstrunWrites, f.Path)
+			envFile = envFile || f.Path == hostpath.EnvFile
+			agent = agent || f.Path == hostpath.CloudWatchEnvConfig
 		}
-		detail = "any local user can read the proxy password in " + strings.Join(names, ", ") +
-			"; firstrun cannot change what the CloudWatch agent writes: prefer a proxy that needs no password"
+		detail = "any local user can read the proxy password in " + strings.Join(names, ", ")
+		if own {
+			detail += "; rerun firstrun: it writes its own files 0600 and keeps the password out of unit settings"
+		}
+		if envFile {
+			detail += "; chmod 600 " + hostpath.EnvFile
+		}
+		if agent {
+			detail += "; firstrun cannot change what the CloudWatch agent writes: prefer a proxy that needs no password"
+		}
 	}
 	if err != nil {
 		if len(found) == 0 {

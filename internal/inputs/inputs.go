@@ -83,8 +83,9 @@ type Config struct {
 // ProxyString returns the proxy URL, or "" when there is none. User and password are
 // percent-encoded in full (all but letters, digits and - . _ ~): the same credentials
 // to the proxy, and inert in every file the URL goes into, whether a shell sources it
-// ($, ', &), systemd reads it or TOML quotes it. Only %, doubled for systemd, remains
-// special.
+// ($, ', &), systemd reads it as an EnvironmentFile= or TOML quotes it. % is an
+// ordinary byte to each of them (the proxy is in no unit-file setting, whose parser
+// would expand % specifiers).
 func (c Config) ProxyString() string {
 	if c.Proxy == nil {
 		return ""
