@@ -43,6 +43,19 @@ type Setting struct {
 type Raw struct {
 	Values  map[string]string
 	Sources map[string]Source
+	// Refs holds, for each value resolved from a reference (see References and
+	// Resolved), the reference as given: messages and logs show it, never the value.
+	Refs map[string]string
+}
+
+// Resolved replaces key's reference with the value it resolved to, remembering the
+// reference for messages and logs.
+func (r *Raw) Resolved(key, ref, value string) {
+	if r.Refs == nil {
+		r.Refs = map[string]string{}
+	}
+	r.Refs[key] = ref
+	r.Values[key] = value
 }
 
 // Probe is what firstrun found on the host that decides defaults (read by the caller,
