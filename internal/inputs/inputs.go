@@ -49,11 +49,9 @@ type Raw struct {
 }
 
 // Resolved replaces key's reference with the value it resolved to, remembering the
-// reference for messages and logs.
-func (r *Raw) Resolved(key, ref, value string) {
-	if r.Refs == nil {
-		r.Refs = map[string]string{}
-	}
+// reference for messages and logs. r must come from Resolve (its maps are shared by
+// every copy of it).
+func (r Raw) Resolved(key, ref, value string) {
 	r.Refs[key] = ref
 	r.Values[key] = value
 }
@@ -171,7 +169,7 @@ func Inputs(env []string) []string {
 // firstrun does not know are problems (a typo there would otherwise go unnoticed),
 // except AWS_* variables, which belong to the AWS SDK.
 func Resolve(env []string, file string, data []byte) (Raw, []Problem) {
-	raw := Raw{Values: map[string]string{}, Sources: map[string]Source{}}
+	raw := Raw{Values: map[string]string{}, Sources: map[string]Source{}, Refs: map[string]string{}}
 	var problems []Problem
 	if data != nil {
 		values, ps := ParseEnvFile(file, data)
