@@ -161,6 +161,9 @@ func (f SecretFinding) String() string {
 	if f.EnvFile {
 		return fmt.Sprintf("the env file %s holds %s in clear: keep only the reference there", f.Path, f.What)
 	}
+	if f.Path == hostpath.CloudWatchEnvConfig {
+		return fmt.Sprintf("any local user can read %s in %s (mode %04o), written by the CloudWatch agent from common-config.toml's [proxy] at each start, which firstrun cannot change", f.What, f.Path, f.Mode)
+	}
 	return fmt.Sprintf("any local user can read %s in %s (mode %04o): chmod 600 it, or rerun firstrun if it wrote it", f.What, f.Path, f.Mode)
 }
 

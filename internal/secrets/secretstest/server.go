@@ -149,6 +149,10 @@ type Request struct {
 // Server is the stand-in, an http.Handler for both services' endpoints (the target
 // says which). It is safe for concurrent use.
 type Server struct {
+	// OnRequest, when set before the first request, is called with each request's
+	// record once it is answered.
+	OnRequest func(Request)
+
 	mu       sync.Mutex
 	cfg      Config
 	faults   []Fault
@@ -216,6 +220,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.Answer = "(no answer)"
 		s.requests = append(s.requests, rec)
 		s.mu.Unlock()
+		if s.OnRequest != nil {
+			s.OnRequest(rec)
+		}
 		return
 	}
 	rec.Answer = "OK"
@@ -224,6 +231,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.requests = append(s.requests, rec)
 	s.mu.Unlock()
+	if s.OnRequest != nil {
+		s.OnRequest(rec)
+	}
 
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	w.Header().Set("X-Amzn-Requestid", fmt.Sprintf("%08x-0000-4000-8000-000000000000", len(rec.Name)))
