@@ -78,8 +78,15 @@ type result struct {
 // firstrun runs the real binary in the sandbox, with JSON logs.
 func (b *box) firstrun(args ...string) result {
 	b.t.Helper()
+	return b.firstrunEnv(nil, args...)
+}
+
+// firstrunEnv is firstrun with env (KEY=VALUE) added to its environment.
+func (b *box) firstrunEnv(env []string, args ...string) result {
+	b.t.Helper()
 	start := time.Now()
-	out, errOut, code, err := b.s.Exec(b.ctx(3*time.Minute), nil, append([]string{firstrunBin, "--log-format", "json"}, args...)...)
+	cmd := append(append([]string{"env"}, env...), append([]string{firstrunBin, "--log-format", "json"}, args...)...)
+	out, errOut, code, err := b.s.Exec(b.ctx(3*time.Minute), nil, cmd...)
 	if err != nil {
 		b.t.Fatalf("firstrun could not run: %v", err)
 	}
@@ -349,7 +356,31 @@ func TestStartedFromCloudFinalDoesNotDeadlock(t *testing.T) {
 // (fakecfn) holding stack.
 func startAWS(t *testing.T, b *box, stack cfnsignaltest.Stack) {
 	t.Helper()
-	mock := imdsmock.Config{Region: "eu-west-1", InstanceID: "i-0e2e0000000000001", Port: 1338, Hostname: "127.0.0.1", Tags: map[string]string{
+	startIMDS(t, b)
+	cfnCfg, err := json.Marshal(cfnsignaltest.Config{Region: "eu-west-1", Stacks: []cfnsignaltest.Stack{stack}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.s.WriteFile(b.ctx(10*time.Second), "/etc/fakecfn.json", cfnCfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.sh("systemd-run", "--unit=fakecfn", sandbox.BinMount+"/fakecfn", "-listen", "127.0.0.1:8081", "-log", "/var/log/fakecfn.jsonl", "-config", "/etc/fakecfn.json")
+	// Ready when it listens (a bare TCP connect, so that fakecfn records no request).
+	b.sh("bash", "-c", `for i in $(seq 100); do (: </dev/tcp/127.0.0.1/8081) 2>/dev/null && exit 0; sleep 0.1; done; exit 1`)
+}
+
+// The instance metadata startIMDS serves, at imdsEndpoint.
+const (
+	imdsEndpoint   = "http://127.0.0.1:1338"
+	imdsInstanceID = "i-0e2e0000000000001"
+)
+
+// startIMDS starts, in the instance, AWS's IMDS mock (at imdsEndpoint) with the
+// metadata of an instance that CloudFormation launched in an Auto Scaling group, and
+// returns once it listens.
+func startIMDS(t *testing.T, b *box) {
+	t.Helper()
+	mock := imdsmock.Config{Region: "eu-west-1", InstanceID: imdsInstanceID, Port: 1338, Hostname: "127.0.0.1", Tags: map[string]string{
 		"aws:cloudformation:stack-name": "e2e-stack",
 		"aws:cloudformation:logical-id": "ECSAutoScalingGroup",
 		"aws:autoscaling:groupName":     "e2e-stack-ECSAutoScalingGroup-1A2B",
@@ -362,18 +393,8 @@ func startAWS(t *testing.T, b *box, stack cfnsignaltest.Stack) {
 	if err := b.s.WriteFile(b.ctx(10*time.Second), "/etc/imds-mock.json", cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfnCfg, err := json.Marshal(cfnsignaltest.Config{Region: "eu-west-1", Stacks: []cfnsignaltest.Stack{stack}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.s.WriteFile(b.ctx(10*time.Second), "/etc/fakecfn.json", cfnCfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	b.sh("systemd-run", "--unit=imds-mock", "--setenv=HOME=/root", sandbox.BinMount+"/ec2-metadata-mock", "-c", "/etc/imds-mock.json")
-	b.sh("systemd-run", "--unit=fakecfn", sandbox.BinMount+"/fakecfn", "-listen", "127.0.0.1:8081", "-log", "/var/log/fakecfn.jsonl", "-config", "/etc/fakecfn.json")
-	// Ready when both listen (a bare TCP connect, so that fakecfn records no request).
-	b.sh("bash", "-c", `for i in $(seq 100); do
-		(: </dev/tcp/127.0.0.1/1338) 2>/dev/null && (: </dev/tcp/127.0.0.1/8081) 2>/dev/null && exit 0; sleep 0.1; done; exit 1`)
+	b.sh("bash", "-c", `for i in $(seq 100); do (: </dev/tcp/127.0.0.1/1338) 2>/dev/null && exit 0; sleep 0.1; done; exit 1`)
 }
 
 // runOnAWS runs firstrun --signal given only the IMDS endpoint and CloudFormation's
@@ -381,7 +402,7 @@ func startAWS(t *testing.T, b *box, stack cfnsignaltest.Stack) {
 func runOnAWS(t *testing.T, b *box) (string, int) {
 	t.Helper()
 	_, errOut, code, err := b.s.Exec(b.ctx(3*time.Minute), nil, "env",
-		"AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:1338",
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT="+imdsEndpoint,
 		"AWS_ENDPOINT_URL_CLOUDFORMATION=http://127.0.0.1:8081", // the fake, standing in for the regional endpoint
 		"FIRSTRUN_HEALTH_TIMEOUT=60s",
 		firstrunBin, "--log-format", "json", "--signal")
@@ -417,7 +438,7 @@ func TestOnAWS(t *testing.T) {
 		t.Errorf("the agent joined %q, want tagged-cluster", got)
 	}
 	signals := b.sh("cat", "/var/log/fakecfn.jsonl")
-	want := `{"action":"SignalResource","stack_name":"e2e-stack","logical_resource_id":"ECSAutoScalingGroup","unique_id":"i-0e2e0000000000001","status":"SUCCESS","sigv4":true,"answer":"OK"}`
+	want := `{"action":"SignalResource","stack_name":"e2e-stack","logical_resource_id":"ECSAutoScalingGroup","unique_id":"` + imdsInstanceID + `","status":"SUCCESS","sigv4":true,"answer":"OK"}`
 	if signals != want {
 		t.Errorf("CloudFormation got:\n%s\nwant one request:\n%s", signals, want)
 	}

@@ -163,3 +163,115 @@ func TestStartRejectsSchema(t *testing.T) {
 		t.Errorf("start = %d, %v; want exit 1\n%s", code, run, out.String())
 	}
 }
+
+// journaldFragment is firstrun's fragment for an agent that ships the journal, cut
+// down to one file and one unit.
+const journaldFragment = `{"logs":{"logs_collected":{
+ "files":{"collect_list":[{"file_path":"/var/log/firstrun/metrics.log","log_group_name":"/s/ec2/g/var/log/firstrun/metrics","log_stream_name":"{instance_id}"}]},
+ "journald":{"collect_list":[{"units":["ecs.service"],"log_group_name":"/s/ec2/g/journal/ecs.service","log_stream_name":"{instance_id}"}]}}}}`
+
+// TestVersion: bin/CWAGENT_VERSION's forms; journald from 1.300070.0 only; no file or
+// an unreadable version is an old agent.
+func TestVersion(t *testing.T) {
+	for _, tc := range []struct {
+		in       string
+		journald bool
+	}{
+		{"1.300070.0", true},
+		{"1.300070.0\n", true},
+		{"1.300073.2b1889", true},
+		{"v1.300070.0-3-gabc1234-dirty", true},
+		{"2.0.0", true},
+		{"1.300069.9", false},
+		{"1.300060.0", false},
+		{"1.300064.1b1344", false},
+		{"Unknown", false},
+		{"", false},
+		{"1.x.0", false},
+	} {
+		if got := parseVersion(tc.in).journald(); got != tc.journald {
+			t.Errorf("parseVersion(%q).journald() = %v, want %v", tc.in, got, tc.journald)
+		}
+	}
+	if v := readVersion(filepath.Join(t.TempDir(), "CWAGENT_VERSION")); v.Known || v.journald() {
+		t.Errorf("no version file: %+v, want an unknown, old agent", v)
+	}
+}
+
+// TestOldAgentRefusesJournald: before 1.300070.0 schema.json's logs_collected has no
+// journald and allows no other property: the translator fails, the agent does not
+// start, env-config.json is not written.
+func TestOldAgentRefusesJournald(t *testing.T) {
+	for _, version := range []string{"", "1.300060.0"} {
+		t.Run("version "+version, func(t *testing.T) {
+			p := testPaths(t)
+			write(t, filepath.Dir(p.Common), "common-config.toml", shipped)
+			write(t, p.Dir, "firstrun.json", journaldFragment)
+			p.Version = filepath.Join(filepath.Dir(p.Common), "CWAGENT_VERSION")
+			if version != "" {
+				write(t, filepath.Dir(p.Common), "CWAGENT_VERSION", version+"\n")
+			}
+			var out strings.Builder
+			code, cfg := translate(&out, p, metadata{})
+			if code != 1 || cfg != nil {
+				t.Fatalf("translate = %d, %v; want exit 1, not running\n%s", code, cfg, out.String())
+			}
+			for _, want := range []string{
+				"E! Invalid Json input schema.",
+				"Under path : /logs/logs_collected | Error : Additional property journald is not allowed",
+				"Configuration validation first phase failed. Agent version: 1.0.",
+				"E! Cannot translate JSON config into TOML, ERROR is exit status 1",
+			} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("output lacks %q:\n%s", want, out.String())
+				}
+			}
+			if _, err := os.Stat(p.Env); err == nil {
+				t.Error("env-config.json written by a failed translation")
+			}
+		})
+	}
+}
+
+// TestNewAgentTakesJournald: from 1.300070.0 the journald collect_list is taken, its
+// names resolved as the files'; a wrong type fails as gojsonschema says.
+func TestNewAgentTakesJournald(t *testing.T) {
+	p := testPaths(t)
+	write(t, filepath.Dir(p.Common), "common-config.toml", shipped)
+	write(t, filepath.Dir(p.Common), "CWAGENT_VERSION", "1.300070.0\n")
+	p.Version = filepath.Join(filepath.Dir(p.Common), "CWAGENT_VERSION")
+	write(t, p.Dir, "firstrun.json", journaldFragment)
+	var out strings.Builder
+	code, cfg := translate(&out, p, metadata{InstanceID: "i-0abc"})
+	if cfg == nil {
+		t.Fatalf("translate = %d, not running:\n%s", code, out.String())
+	}
+	wantFile := fileSource{Glob: "/var/log/firstrun/metrics.log", Target: target{"/s/ec2/g/var/log/firstrun/metrics", "i-0abc"}}
+	wantUnit := target{"/s/ec2/g/journal/ecs.service", "i-0abc"}
+	if len(cfg.Files) != 1 || cfg.Files[0] != wantFile || len(cfg.Journald) != 1 || cfg.Journald[0].Target != wantUnit ||
+		strings.Join(cfg.Journald[0].Units, ",") != "ecs.service" {
+		t.Errorf("config %+v", cfg)
+	}
+	if !strings.Contains(out.String(), "2 log source(s)") {
+		t.Errorf("output:\n%s", out.String())
+	}
+
+	for _, tc := range []struct{ name, fragment, want string }{
+		{"units not an array", `{"logs":{"logs_collected":{"journald":{"collect_list":[{"units":123,"log_group_name":"g"}]}}}}`,
+			"Under path : /logs/logs_collected/journald/collect_list/0/units | Error : Invalid type. Expected: array, given: integer"},
+		{"stream not a string", `{"logs":{"logs_collected":{"journald":{"collect_list":[{"units":["a"],"log_stream_name":456}]}}}}`,
+			"Under path : /logs/logs_collected/journald/collect_list/0/log_stream_name | Error : Invalid type. Expected: string, given: integer"},
+		{"empty collect_list", `{"logs":{"logs_collected":{"journald":{"collect_list":[]}}}}`,
+			"Under path : /logs/logs_collected/journald/collect_list | Error : Array must have at least 1 items"},
+		{"unknown source", `{"logs":{"logs_collected":{"syslog":{}}}}`,
+			"Under path : /logs/logs_collected | Error : Additional property syslog is not allowed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			write(t, p.Dir, "firstrun.json", tc.fragment)
+			var out strings.Builder
+			if code, cfg := translate(&out, p, metadata{}); code != 1 || cfg != nil || !strings.Contains(out.String(), tc.want) {
+				t.Errorf("translate = %d, %v; want exit 1 and %q:\n%s", code, cfg, tc.want, out.String())
+			}
+		})
+	}
+}

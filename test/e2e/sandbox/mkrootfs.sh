@@ -108,6 +108,10 @@ provision() {
 	mkdir -p "$cw/bin" "$cw/etc/amazon-cloudwatch-agent.d" "$cw/logs" "$root/opt/sandbox/bin"
 	ln -sfn /opt/sandbox/bin/fakecwagent "$cw/bin/amazon-cloudwatch-agent"
 	ln -sfn /opt/sandbox/bin/fakecwagent "$cw/bin/start-amazon-cloudwatch-agent"
+	# The package's version file (cfg/agentinfo reads it; firstrun decides from it
+	# whether the agent can ship the journal, from 1.300070.0). A test sets an older
+	# one before running firstrun; sandbox.CloudWatchAgentVersion is this one.
+	printf '%s\n' 1.300070.0 | write_file "$cw/bin/CWAGENT_VERSION" 0644
 	# The package ships common-config.toml, comments only, as a configuration file it
 	# never replaces; the start script fails without it (cfg/commonconfig/common-config.toml).
 	write_file "$cw/etc/common-config.toml" 0644 <<-'EOF'

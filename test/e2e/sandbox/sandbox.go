@@ -40,6 +40,12 @@ import (
 // BinMount is where Config.BinDir appears inside the sandbox.
 const BinMount = "/opt/sandbox/bin"
 
+// CloudWatchAgentVersion is what the image's CloudWatch agent version file
+// (/opt/aws/amazon-cloudwatch-agent/bin/CWAGENT_VERSION) says: an agent that ships the
+// journal (1.300070.0 and later). A test writes an older version there before running
+// firstrun to stand for an older agent.
+const CloudWatchAgentVersion = "1.300070.0"
+
 // Bounds of the sandbox's life cycle.
 const (
 	bootTimeout = 60 * time.Second // nspawn started → running or degraded

@@ -87,6 +87,9 @@ func TestBootState(t *testing.T) {
 	for _, bin := range []string{"fakeagent", "fakecwagent", "firstrun"} {
 		run(t, ctx, s, "test", "-x", BinMount+"/"+bin)
 	}
+	if v := run(t, ctx, s, "cat", "/opt/aws/amazon-cloudwatch-agent/bin/CWAGENT_VERSION"); v != CloudWatchAgentVersion {
+		t.Errorf("the CloudWatch agent's version file says %q, want %q", v, CloudWatchAgentVersion)
+	}
 	if _, _, code, _ := s.Exec(ctx, nil, "touch", BinMount+"/x"); code == 0 {
 		t.Errorf("%s is writable", BinMount)
 	}
