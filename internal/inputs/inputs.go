@@ -43,6 +43,17 @@ type Setting struct {
 type Raw struct {
 	Values  map[string]string
 	Sources map[string]Source
+	// Refs holds, for each value resolved from a reference (see References and
+	// Resolved), the reference as given: messages and logs show it, never the value.
+	Refs map[string]string
+}
+
+// Resolved replaces key's reference with the value it resolved to, remembering the
+// reference for messages and logs. r must come from Resolve (its maps are shared by
+// every copy of it).
+func (r Raw) Resolved(key, ref, value string) {
+	r.Refs[key] = ref
+	r.Values[key] = value
 }
 
 // Probe is what firstrun found on the host that decides defaults (read by the caller,
@@ -159,7 +170,7 @@ func Inputs(env []string) []string {
 // firstrun does not know are problems (a typo there would otherwise go unnoticed),
 // except AWS_* variables, which belong to the AWS SDK.
 func Resolve(env []string, file string, data []byte) (Raw, []Problem) {
-	raw := Raw{Values: map[string]string{}, Sources: map[string]Source{}}
+	raw := Raw{Values: map[string]string{}, Sources: map[string]Source{}, Refs: map[string]string{}}
 	var problems []Problem
 	if data != nil {
 		values, ps := ParseEnvFile(file, data)

@@ -1,238 +1,237 @@
 package e2e
 
 import (
-	"slices"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/firstrun/firstrun/internal/state"
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/firstrun/firstrun/internal/secrets/secretstest"
 	"github.com/firstrun/firstrun/internal/testenv"
+	"github.com/firstrun/firstrun/test/e2e/sandbox"
+	"github.com/firstrun/firstrun/test/imdsmock"
 )
 
-// secretMarker starts the proxy password of TestProxyPasswordNotInUnitProperties: any
-// text that shows the password, however encoded or escaped, shows this.
-const secretMarker = "Zq7pw"
+// The instance role's credentials as AWS's IMDS mock v1.12.0 hands them out (its
+// default iam-security-credentials): the stand-in accepts only signatures made with
+// them.
+var mockRole = aws.Credentials{AccessKeyID: "12345678901", SecretAccessKey: "v/12345678901",
+	SessionToken: "TEST92test48TEST+y6RpoTEST92test48TEST/8oWVAiBqTEsT5Ky7ty2tEStxC1T=="}
 
-// asNobody runs a command in the sandbox as the unprivileged user nobody (no
-// supplementary groups) and returns its exit status and output.
-func (b *box) asNobody(args ...string) (int, string) {
-	b.t.Helper()
-	out, errOut, code, err := b.s.Exec(b.ctx(60*time.Second), nil,
-		append([]string{"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"}, args...)...)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	return code, string(out) + string(errOut)
+// The secrets kept by the stand-in; none may show outside the files they go into.
+const (
+	e2eProxyHost = "secret-proxy.e2e.internal:3128"
+	e2eProxyPass = "e2e-pr0xy-pa55"
+	e2eAuth      = `{"https://registry.e2e.internal":{"auth":"ZTJlLXJlZ2lzdHJ5LWF1dGg=","email":"ops@e2e.internal"}}`
+)
+
+var fakesecretsBin struct {
+	once sync.Once
+	path string
+	err  error
 }
 
-// unitObject is the D-Bus object path of a unit (systemd escapes "." as _2e).
-func unitObject(unit string) string {
-	return "/org/freedesktop/systemd1/unit/" + strings.ReplaceAll(unit, ".", "_2e")
+// buildFakesecrets builds test/e2e/fakesecrets once, static, for the sandbox.
+func buildFakesecrets(t *testing.T) string {
+	t.Helper()
+	fakesecretsBin.once.Do(func() {
+		dir, err := os.MkdirTemp("", "fakesecrets-")
+		if err != nil {
+			fakesecretsBin.err = err
+			return
+		}
+		fakesecretsBin.path = filepath.Join(dir, "fakesecrets")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", fakesecretsBin.path, "./test/e2e/fakesecrets")
+		cmd.Dir = testenv.RepoRoot()
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fakesecretsBin.err = err
+			t.Logf("%s", out)
+		}
+	})
+	if fakesecretsBin.err != nil {
+		t.Fatalf("building fakesecrets: %v", fakesecretsBin.err)
+	}
+	return fakesecretsBin.path
 }
 
-// TestProxyPasswordNotInUnitProperties: with a proxy whose password holds % $ " ' and
-// a backslash, dockerd and the agent get the proxy URL byte for byte, while an
-// unprivileged user sees no password in any property of docker.service or ecs.service
-// (systemctl show, busctl), in their unit files (systemctl cat), in the env files or in
-// the processes' environments. Removing the proxy removes every file firstrun wrote
-// for it, and the processes lose it.
-func TestProxyPasswordNotInUnitProperties(t *testing.T) {
-	b := boot(t)
-	// The password is Zq7pw%$"'\, percent-encoded in PROXY_URL as a URL must be.
-	const proxyURL = "http://e2e-user:" + secretMarker + "%25%24%22%27%5C@proxy.example:3128"
-	b.envFile(testenv.WithEnv(baseEnv, "PROXY_URL="+proxyURL)...)
-	b.mustRun()
-
-	units := map[string]struct{ envFile, noProxy string }{
-		"docker.service": {"/etc/firstrun/proxy/docker.env", "169.254.169.254,169.254.170.2"},
-		"ecs.service":    {"/etc/firstrun/proxy/ecs.env", "169.254.169.254,169.254.170.2,/var/run/docker.sock"},
-	}
-	pids := map[string]string{}
-	for unit, u := range units {
-		// The process gets the URL as given: no % doubled, nothing unescaped.
-		env := b.mainEnv(unit)
-		for _, want := range []string{"HTTP_PROXY=" + proxyURL, "HTTPS_PROXY=" + proxyURL, "NO_PROXY=" + u.noProxy} {
-			if !slices.Contains(env, want) {
-				t.Errorf("%s's process lacks %s: %q", unit, want, env)
-			}
-		}
-		pids[unit] = b.prop(unit, "MainPID")
-	}
-	// dockerd took it as its proxy (docker info masks the password).
-	if got := b.sh("docker", "info", "--format", "{{.HTTPSProxy}}"); !strings.HasSuffix(got, "@proxy.example:3128") || strings.Contains(got, secretMarker) {
-		t.Errorf("docker info shows HTTPS proxy %q, want the proxy with its password masked", got)
-	}
-
-	if code, id := b.asNobody("id", "-u"); code != 0 || strings.TrimSpace(id) != "65534" {
-		t.Fatalf("setpriv did not run as nobody: exit %d, %q", code, id)
-	}
-	for unit, u := range units {
-		// Every property of the unit, as systemctl and busctl show them to anyone.
-		code, show := b.asNobody("systemctl", "show", unit)
-		if code != 0 || !strings.Contains(show, "Id="+unit+"\n") {
-			t.Fatalf("systemctl show %s as nobody: exit %d\n%s", unit, code, show)
-		}
-		if !strings.Contains(show, "EnvironmentFiles="+u.envFile+" (ignore_errors=yes)") {
-			t.Errorf("systemctl show %s does not list the env file %s:\n%s", unit, u.envFile, grepLines(show, "Environment"))
-		}
-		obj := unitObject(unit)
-		_, intro := b.asNobody("busctl", "introspect", "org.freedesktop.systemd1", obj, "org.freedesktop.systemd1.Service")
-		if !strings.Contains(intro, ".EnvironmentFiles") || !strings.Contains(intro, u.envFile) {
-			t.Errorf("busctl introspect %s does not show EnvironmentFiles with %s:\n%s", obj, u.envFile, grepLines(intro, "Environment"))
-		}
-		_, envProp := b.asNobody("busctl", "get-property", "org.freedesktop.systemd1", obj, "org.freedesktop.systemd1.Service", "Environment")
-		_, filesProp := b.asNobody("busctl", "get-property", "org.freedesktop.systemd1", obj, "org.freedesktop.systemd1.Service", "EnvironmentFiles")
-		// The unit's own EnvironmentFiles (/etc/default/docker, /etc/ecs/ecs.config) come
-		// first; the drop-in's, which may be missing, last.
-		if strings.TrimSpace(envProp) != "as 0" || !strings.HasSuffix(strings.TrimSpace(filesProp), ` "`+u.envFile+`" true`) {
-			t.Errorf("%s over D-Bus: Environment %q, EnvironmentFiles %q; want none, and %s last", unit, envProp, filesProp, u.envFile)
-		}
-		_, cat := b.asNobody("systemctl", "cat", unit)
-		if !strings.Contains(cat, "EnvironmentFile=-"+u.envFile) {
-			t.Errorf("systemctl cat %s as nobody does not show the drop-in:\n%s", unit, cat)
-		}
-		for what, text := range map[string]string{"systemctl show": show, "busctl introspect": intro, "busctl get-property": envProp + filesProp, "systemctl cat": cat} {
-			if strings.Contains(text, secretMarker) {
-				t.Errorf("%s %s shows the proxy password to nobody:\n%s", what, unit, grepLines(text, secretMarker))
-			}
-		}
-		// The env file and the process's environment are root's.
-		if code, out := b.asNobody("cat", u.envFile); code == 0 || strings.Contains(out, secretMarker) {
-			t.Errorf("nobody can read %s: exit %d\n%s", u.envFile, code, out)
-		}
-		if code, out := b.asNobody("cat", "/proc/"+pids[unit]+"/environ"); code == 0 || strings.Contains(out, secretMarker) {
-			t.Errorf("nobody can read the environment of %s's process: exit %d", unit, code)
-		}
-		if mode := b.sh("stat", "-c", "%a %U", u.envFile); mode != "600 root" {
-			t.Errorf("%s: mode and owner %s, want 600 root", u.envFile, mode)
-		}
-	}
-
-	// Removing the proxy removes it all, and the restarted processes are without it.
-	b.envFile(baseEnv...)
-	r := b.mustRun()
-	for _, p := range []string{
-		"/etc/systemd/system/docker.service.d/http-proxy.conf", "/etc/systemd/system/ecs.service.d/http-proxy.conf",
-		"/etc/firstrun/proxy/docker.env", "/etc/firstrun/proxy/ecs.env",
-	} {
-		if actions(r)[p] != "removed" {
-			t.Errorf("%s: %q, want removed", p, actions(r)[p])
-		}
-		if code, _ := b.asNobody("test", "-e", p); code == 0 {
-			t.Errorf("%s is still there", p)
-		}
-	}
-	if left := b.sh("sh", "-c", "grep -rl "+secretMarker+" /etc || true"); left != "" {
-		t.Errorf("files under /etc still hold the proxy password:\n%s", left)
-	}
-	for unit := range units {
-		if env := b.mainEnv(unit); hasKey(env, "HTTP_PROXY") || hasKey(env, "HTTPS_PROXY") || hasKey(env, "NO_PROXY") {
-			t.Errorf("%s's process still has proxy settings: %q", unit, env)
-		}
-		if b.prop(unit, "MainPID") == pids[unit] {
-			t.Errorf("%s was not restarted when its proxy was removed", unit)
-		}
-		if _, show := b.asNobody("systemctl", "show", "--property", "EnvironmentFiles", "--property", "Environment", unit); strings.Contains(show, "/etc/firstrun/proxy") {
-			t.Errorf("%s still names a proxy env file:\n%s", unit, show)
-		}
-	}
-	if got := b.sh("docker", "info", "--format", "{{.HTTPProxy}}{{.HTTPSProxy}}"); got != "" {
-		t.Errorf("docker still has the proxy %q", got)
-	}
-}
-
-// TestUpgradeFromEnvironmentDropIns: an instance that an older firstrun configured, the
-// proxy in Environment= lines of its drop-ins (shown to nobody by systemctl show),
-// converges on the next run: the drop-ins rewritten, systemd reloaded, docker and ecs
-// restarted with the proxy from the env files, and nobody sees the password any more.
-func TestUpgradeFromEnvironmentDropIns(t *testing.T) {
-	b := boot(t)
-	const proxyURL = "http://e2e-user:" + secretMarker + "%25x@proxy.example:3128"
-	b.envFile(testenv.WithEnv(baseEnv, "PROXY_URL="+proxyURL)...)
-	b.mustRun()
-
-	// What the older firstrun left: its drop-ins (0600, % doubled for the unit-file
-	// parser), no env files, a state file that owns only the drop-ins; the units
-	// running with those settings.
-	old := func(noProxy string) []byte {
-		p := strings.ReplaceAll(proxyURL, "%", "%%")
-		return []byte("# Written by firstrun; changes here are overwritten on its next run.\n[Service]\n" +
-			"Environment=\"HTTP_PROXY=" + p + "\"\nEnvironment=\"HTTPS_PROXY=" + p + "\"\nEnvironment=\"NO_PROXY=" + noProxy + "\"\n")
-	}
-	for path, content := range map[string][]byte{
-		"/etc/systemd/system/docker.service.d/http-proxy.conf": old("169.254.169.254,169.254.170.2"),
-		"/etc/systemd/system/ecs.service.d/http-proxy.conf":    old("169.254.169.254,169.254.170.2,/var/run/docker.sock"),
-	} {
-		if err := b.s.WriteFile(b.ctx(10*time.Second), path, content, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b.sh("rm", "/etc/firstrun/proxy/docker.env", "/etc/firstrun/proxy/ecs.env")
-	data, err := b.s.ReadFile(b.ctx(10*time.Second), "/var/lib/firstrun/state.json")
+// startSecrets starts, in the instance, AWS's IMDS mock (region, instance id, the
+// instance role's credentials) and the SSM and Secrets Manager stand-in (fakesecrets),
+// which checks every signature against the mock's role credentials.
+func startSecrets(t *testing.T, b *box) {
+	t.Helper()
+	bin := buildFakesecrets(t)
+	data, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := state.Parse(data)
+	if err := b.s.WriteFile(b.ctx(30*time.Second), "/usr/local/bin/fakesecrets", data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mock := imdsmock.Config{Region: "eu-west-1", InstanceID: "i-0e2e0000000000002", Port: 1338, Hostname: "127.0.0.1"}
+	mcfg, err := mock.JSON()
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Files = slices.DeleteFunc(st.Files, func(p string) bool { return strings.HasPrefix(p, "/etc/firstrun/proxy/") })
-	if err := b.s.WriteFile(b.ctx(10*time.Second), "/var/lib/firstrun/state.json", st.File().Content, 0o644); err != nil {
+	if err := b.s.WriteFile(b.ctx(10*time.Second), "/etc/imds-mock.json", mcfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b.sh("systemctl", "daemon-reload")
-	b.sh("systemctl", "restart", "docker.service", "ecs.service")
-	for _, unit := range []string{"docker.service", "ecs.service"} {
-		if _, show := b.asNobody("systemctl", "show", "--property", "Environment", unit); !strings.Contains(show, secretMarker) {
-			t.Fatalf("the older firstrun's drop-in of %s is not as it was: nobody does not see the password:\n%s", unit, show)
-		}
-		if !slices.Contains(b.mainEnv(unit), "HTTPS_PROXY="+proxyURL) {
-			t.Fatalf("%s does not run with the older firstrun's proxy: %q", unit, b.mainEnv(unit))
-		}
+	proxySecret := `{"url":"http://ops:` + e2eProxyPass + `@` + e2eProxyHost + `","note":"e2e"}`
+	scfg, err := json.Marshal(secretstest.Config{
+		Region:      "eu-west-1",
+		Credentials: []aws.Credentials{mockRole},
+		Parameters: map[string]secretstest.Param{
+			"/e2e/docker-auth": {Value: e2eAuth, Type: "SecureString", KeyID: "e2e-key"},
+		},
+		Secrets: map[string]secretstest.Secret{"e2e/proxy": {String: &proxySecret}},
+		Keys:    map[string]secretstest.Key{"e2e-key": {}},
+		Denied:  []string{"/e2e/denied"},
+		Role:    "baskinc-role",
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	pids := map[string]string{"docker.service": b.prop("docker.service", "MainPID"), "ecs.service": b.prop("ecs.service", "MainPID")}
-
-	r := b.mustRun()
-	for p, want := range map[string]string{
-		"/etc/systemd/system/docker.service.d/http-proxy.conf": "updated", "/etc/systemd/system/ecs.service.d/http-proxy.conf": "updated",
-		"/etc/firstrun/proxy/docker.env": "created", "/etc/firstrun/proxy/ecs.env": "created",
-	} {
-		if got := actions(r)[p]; got != want {
-			t.Errorf("%s: %q, want %q", p, got, want)
-		}
+	if err := b.s.WriteFile(b.ctx(10*time.Second), "/etc/fakesecrets.json", scfg, 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(r.stderr, `"action":"reloaded"`) {
-		t.Errorf("systemd was not reloaded after the drop-ins changed:\n%s", grepLines(r.stderr, `"action"`))
-	}
-	for unit, pid := range pids {
-		if b.prop(unit, "MainPID") == pid {
-			t.Errorf("%s was not restarted", unit)
-		}
-		if !slices.Contains(b.mainEnv(unit), "HTTPS_PROXY="+proxyURL) {
-			t.Errorf("%s lost the proxy in the upgrade: %q", unit, b.mainEnv(unit))
-		}
-		if _, show := b.asNobody("systemctl", "show", unit); strings.Contains(show, secretMarker) {
-			t.Errorf("after the upgrade, systemctl show %s shows nobody the password:\n%s", unit, grepLines(show, secretMarker))
-		}
-	}
-	// --check still warns of the CloudWatch agent's own 0644 copy of the proxy
-	// (env-config.json, which firstrun cannot change), and of nothing of firstrun's.
-	c := b.firstrun("--check")
-	exposure := grepLines(c.stdout, "proxy credentials")
-	if c.code != 0 || !strings.Contains(exposure, "env-config.json (mode 0644)") || strings.Contains(exposure, "http-proxy.conf") ||
-		strings.Contains(exposure, "/etc/firstrun/proxy") || strings.Contains(exposure, "rerun firstrun") {
-		t.Errorf("--check after the upgrade: exit %d\n%s", c.code, c.stdout)
-	}
+	b.sh("systemd-run", "--unit=imds-mock", "--setenv=HOME=/root", sandbox.BinMount+"/ec2-metadata-mock", "-c", "/etc/imds-mock.json")
+	b.sh("systemd-run", "--unit=fakesecrets", "/usr/local/bin/fakesecrets", "-listen", "127.0.0.1:8082", "-log", "/var/log/fakesecrets.jsonl", "-config", "/etc/fakesecrets.json")
+	b.sh("bash", "-c", `for i in $(seq 100); do
+		(: </dev/tcp/127.0.0.1/1338) 2>/dev/null && (: </dev/tcp/127.0.0.1/8082) 2>/dev/null && exit 0; sleep 0.1; done; exit 1`)
 }
 
-// grepLines returns the lines of text that contain s, for short failure messages.
-func grepLines(text, s string) string {
+// runWithSecrets runs firstrun (args after the binary) with the stand-ins' endpoints,
+// and an HTTP proxy in its environment that answers nothing: were any request of the
+// run's to go through a proxy, it would fail.
+func runWithSecrets(t *testing.T, b *box, args ...string) result {
+	t.Helper()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, errOut, code, err := b.s.Exec(ctx, nil, append([]string{"env",
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:1338",
+		"AWS_ENDPOINT_URL_SSM=http://127.0.0.1:8082",
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER=http://127.0.0.1:8082",
+		"HTTP_PROXY=http://127.0.0.1:9", "HTTPS_PROXY=http://127.0.0.1:9",
+		firstrunBin, "--log-format", "json"}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := result{code: code, stdout: string(out), stderr: string(errOut), took: time.Since(start)}
+	t.Logf("firstrun %s: exit %d in %s", strings.Join(args, " "), r.code, r.took.Round(time.Millisecond))
+	return r
+}
+
+// secretLeaks returns the secrets text shows.
+func secretLeaks(text string) []string {
 	var out []string
-	for _, line := range strings.Split(text, "\n") {
-		if strings.Contains(line, s) {
-			out = append(out, line)
+	for _, v := range []string{e2eProxyHost, e2eProxyPass, "ZTJlLXJlZ2lzdHJ5LWF1dGg="} {
+		if strings.Contains(text, v) {
+			out = append(out, v)
 		}
 	}
-	return strings.Join(out, "\n")
+	return out
+}
+
+// TestSecretReferences: in the sandbox, with the IMDS mock's instance role and the SSM
+// and Secrets Manager stand-in, an env file holding only references (the proxy from a
+// Secrets Manager JSON key, the registry auth from a SecureString under a customer
+// key) configures the instance, which joins its cluster: the values land in 0600 files
+// only, the requests are signed with the role's credentials and never go through a
+// proxy, no value shows in the log, firstrun's log file or --check; a reference the
+// role may not read then fails the run with exit 2 and changes nothing.
+func TestSecretReferences(t *testing.T) {
+	b := boot(t)
+	startSecrets(t, b)
+	env := append([]string(nil), baseEnv...)
+	env[len(env)-1] = "FIRSTRUN_IMDS=on" // the region and the role's credentials from the mock
+	b.envFile(append(env,
+		"PROXY_URL=secretsmanager:e2e/proxy#url",
+		"ECS_ENGINE_AUTH_DATA=ssm:/e2e/docker-auth")...)
+	r := runWithSecrets(t, b)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if got := b.agentCluster(); got != "e2e-cluster" {
+		t.Errorf("the agent joined %q", got)
+	}
+	for _, want := range []string{
+		`"msg":"secret resolved","phase":"resolve","name":"ECS_ENGINE_AUTH_DATA","reference":"ssm:/e2e/docker-auth","type":"SecureString"`,
+		`"msg":"secret resolved","phase":"resolve","name":"PROXY_URL","reference":"secretsmanager:e2e/proxy#url","type":"SecretString"`,
+		`"name":"PROXY_URL","value":"secretsmanager:e2e/proxy#url","source":"env file","reference":true`,
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("log lacks %s:\n%s", want, r.stderr)
+		}
+	}
+	cfg := b.sh("cat", "/etc/ecs/ecs.config")
+	if !strings.Contains(cfg, "ECS_ENGINE_AUTH_DATA="+e2eAuth+"\n") || !strings.Contains(cfg, "HTTP_PROXY=http://ops:"+e2eProxyPass+"@"+e2eProxyHost+"\n") {
+		t.Errorf("ecs.config lacks the resolved values:\n%s", cfg)
+	}
+	// Every file holding a value is 0600, and is one firstrun renders.
+	holders := b.sh("sh", "-c", "grep -rlF -e "+e2eProxyHost+" -e ZTJlLXJlZ2lzdHJ5LWF1dGg= /etc/ecs /etc/systemd /etc/firstrun /etc/awslogs /var/lib/firstrun /var/log/firstrun /opt/aws 2>/dev/null | xargs -r stat -c '%n %a' | sort")
+	want := strings.Join([]string{
+		"/etc/ecs/ecs.config 600",
+		"/etc/firstrun/proxy/docker.env 600",
+		"/etc/firstrun/proxy/ecs.env 600",
+		"/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml 600",
+	}, "\n")
+	// The CloudWatch agent stand-in writes env-config.json 0644 with the proxy, as the
+	// real agent does (README, "Decisions"): --check warns of it, firstrun cannot change it.
+	want += "\n/opt/aws/amazon-cloudwatch-agent/etc/env-config.json 644"
+	if holders != want {
+		t.Errorf("files holding a resolved value:\n%s\nwant:\n%s", holders, want)
+	}
+	ownLog := b.sh("cat", "/var/log/firstrun/firstrun.log")
+	marker := b.sh("cat", "/var/lib/firstrun/last-run.json")
+	for what, text := range map[string]string{"the log": r.stderr, "firstrun's log file": ownLog, "the marker": marker} {
+		if l := secretLeaks(text); l != nil {
+			t.Errorf("%s shows %v", what, l)
+		}
+	}
+	reqs := strings.Split(b.sh("cat", "/var/log/fakesecrets.jsonl"), "\n")
+	if len(reqs) != 2 {
+		t.Errorf("the stand-in got %d requests, want 2:\n%s", len(reqs), strings.Join(reqs, "\n"))
+	}
+	for _, line := range reqs {
+		if !strings.Contains(line, `"sigv4":true,"verified":true,"answer":"OK"`) {
+			t.Errorf("a request not signed with the instance role's credentials, or refused: %s", line)
+		}
+	}
+
+	chk := runWithSecrets(t, b, "--check")
+	if !strings.Contains(chk.stdout, "WARN    secrets                                                                            any local user can read the value of secretsmanager:e2e/proxy#url in /opt/aws/amazon-cloudwatch-agent/etc/env-config.json (mode 0644), written by the CloudWatch agent") ||
+		!strings.Contains(chk.stdout, "ok      inputs") || chk.code != 0 {
+		t.Errorf("--check:\n%s\n%s", chk.stdout, chk.stderr)
+	}
+	if l := secretLeaks(chk.stdout + chk.stderr); l != nil {
+		t.Errorf("--check shows %v:\n%s", l, chk.stdout)
+	}
+
+	// A reference the role may not read: exit 2, nothing changed.
+	before := b.stamps("/etc/ecs/ecs.config", "/etc/firstrun/proxy/docker.env")
+	b.envFile(append(env,
+		"PROXY_URL=secretsmanager:e2e/proxy#url",
+		"ECS_ENGINE_AUTH_DATA=ssm:/e2e/denied")...)
+	bad := runWithSecrets(t, b)
+	if bad.code != 2 {
+		t.Fatalf("exit %d, want 2\n%s", bad.code, bad.stderr)
+	}
+	if !strings.Contains(bad.stderr, "ECS_ENGINE_AUTH_DATA: ssm:/e2e/denied: access denied: AccessDeniedException") ||
+		!strings.Contains(bad.stderr, "the instance role needs ssm:GetParameter on the parameter") {
+		t.Errorf("the failure does not name the reference and the API's error:\n%s", bad.stderr)
+	}
+	if after := b.stamps("/etc/ecs/ecs.config", "/etc/firstrun/proxy/docker.env"); after != before {
+		t.Errorf("files changed by the failed run:\n%s\n%s", before, after)
+	}
+	if l := secretLeaks(bad.stderr); l != nil {
+		t.Errorf("the failed run's log shows %v", l)
+	}
 }
