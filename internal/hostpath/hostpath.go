@@ -18,6 +18,11 @@ const (
 	StateFile = "/var/lib/firstrun/state.json"
 	// LastRun is the run-once marker: the outcome of firstrun's last run.
 	LastRun = "/var/lib/firstrun/last-run.json"
+	// HealthEnv holds, root-only, the inputs from firstrun's environment for
+	// firstrun-health.service, the unit the wait for registration is handed to: read as
+	// its EnvironmentFile=, so that no input (a proxy password) becomes a unit property.
+	// Under /run: it lasts one boot.
+	HealthEnv = "/run/firstrun/health.env"
 	// CloudInitInstanceID is where cloud-init records the instance id it booted as.
 	CloudInitInstanceID = "/var/lib/cloud/data/instance-id"
 	// ECSAgentLog is the ECS agent's log; its last lines go into a health diagnosis.
