@@ -53,6 +53,7 @@ fuzz: ## Run each fuzz target for FUZZTIME
 	$(GO) test -run='^$$' -fuzz='^FuzzValidate$$' -fuzztime=$(FUZZTIME) ./internal/inputs
 	$(GO) test -run='^$$' -fuzz='^FuzzMerge$$' -fuzztime=$(FUZZTIME) ./internal/ecsconfig
 	$(GO) test -run='^$$' -fuzz='^FuzzMerge$$' -fuzztime=$(FUZZTIME) ./internal/commonconfig
+	$(GO) test -run='^$$' -fuzz='^FuzzEnvFileValue$$' -fuzztime=$(FUZZTIME) ./internal/proxy
 
 lint: ## gofmt check, go vet, shellcheck of every shell script
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -39,6 +39,9 @@ func TestDryRunShowsChapterFilesAndWritesNothing(t *testing.T) {
 		"+HTTP_PROXY=http://bob:REDACTED@proxy.internal:3128",
 		"+++ b/etc/systemd/system/docker.service.d/http-proxy.conf",
 		"+++ b/etc/systemd/system/ecs.service.d/http-proxy.conf",
+		"+++ b/etc/firstrun/proxy/docker.env",
+		"+HTTPS_PROXY=http://bob:REDACTED@proxy.internal:3128",
+		"+++ b/etc/firstrun/proxy/ecs.env",
 		"+++ b/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml",
 		"+++ b/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json",
 		`"log_group_name": "/microtrader/ec2/microtrader-ApplicationAutoscalingGroup-1X2Y/var/log/ecs/ecs-agent"`,
@@ -68,8 +71,8 @@ func TestRunTwiceIsIdempotent(t *testing.T) {
 			t.Errorf("first run: %s %s", p, a)
 		}
 	}
-	if created != 5 {
-		t.Errorf("first run created %d files, want 5 (2 drop-ins, common-config, agent JSON, state): %v", created, first.Actions())
+	if created != 7 {
+		t.Errorf("first run created %d files, want 7 (2 drop-ins, 2 proxy env files, common-config, agent JSON, state): %v", created, first.Actions())
 	}
 	// Let a rewrite show in mtimes, however coarse the filesystem's clock.
 	time.Sleep(20 * time.Millisecond)
@@ -78,8 +81,8 @@ func TestRunTwiceIsIdempotent(t *testing.T) {
 	if second.Code != runrecord.ExitOK {
 		t.Fatalf("second run: exit %d\n%s", second.Code, second.Stderr)
 	}
-	if len(second.Actions()) != 6 {
-		t.Errorf("second run reported %d files, want 6", len(second.Actions()))
+	if len(second.Actions()) != 8 {
+		t.Errorf("second run reported %d files, want 8", len(second.Actions()))
 	}
 	for p, a := range second.Actions() {
 		if a != "unchanged" {
@@ -108,8 +111,10 @@ func TestWrittenFiles(t *testing.T) {
 	}
 	modes := map[string]os.FileMode{
 		"/etc/ecs/ecs.config": 0o600,
-		"/etc/systemd/system/docker.service.d/http-proxy.conf":                         0o600,
-		"/etc/systemd/system/ecs.service.d/http-proxy.conf":                            0o600,
+		"/etc/systemd/system/docker.service.d/http-proxy.conf":                         0o644,
+		"/etc/systemd/system/ecs.service.d/http-proxy.conf":                            0o644,
+		"/etc/firstrun/proxy/docker.env":                                               0o600,
+		"/etc/firstrun/proxy/ecs.env":                                                  0o600,
 		"/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml":                      0o600,
 		"/opt/aws/amazon-cloudwatch-agent/etc/amazon-cloudwatch-agent.d/firstrun.json": 0o644,
 		"/var/lib/firstrun/state.json":                                                 0o644,
@@ -124,9 +129,17 @@ func TestWrittenFiles(t *testing.T) {
 			t.Errorf("%s: mode %04o, want %04o", p, fi.Mode().Perm(), m)
 		}
 	}
-	docker, _ := runnertest.Read(t, root, "/etc/systemd/system/docker.service.d/http-proxy.conf")
-	if !strings.Contains(docker, `Environment="HTTPS_PROXY=http://bob:p%%40ss@proxy.internal:3128"`) {
-		t.Errorf("docker drop-in does not escape %% for systemd:\n%s", docker)
+	// The drop-ins name the env files and hold no secret: systemd shows unit settings to
+	// every local user. The env files hold the URL as is (no % doubling: systemd's
+	// env-file parser has no specifiers).
+	for unit, env := range map[string]string{"docker": "/etc/firstrun/proxy/docker.env", "ecs": "/etc/firstrun/proxy/ecs.env"} {
+		dropIn, _ := runnertest.Read(t, root, "/etc/systemd/system/"+unit+".service.d/http-proxy.conf")
+		if !strings.Contains(dropIn, "\nEnvironmentFile=-"+env+"\n") || strings.Contains(dropIn, "proxy.internal") {
+			t.Errorf("%s drop-in does not name %s, or holds the proxy:\n%s", unit, env, dropIn)
+		}
+		if content, _ := runnertest.Read(t, root, env); !strings.Contains(content, "\nHTTPS_PROXY=http://bob:p%40ss@proxy.internal:3128\n") {
+			t.Errorf("%s lacks the proxy URL as is:\n%s", env, content)
+		}
 	}
 }
 
@@ -155,6 +168,8 @@ func TestProxyRemovedOnRerun(t *testing.T) {
 	for _, p := range []string{
 		"/etc/systemd/system/docker.service.d/http-proxy.conf",
 		"/etc/systemd/system/ecs.service.d/http-proxy.conf",
+		"/etc/firstrun/proxy/docker.env",
+		"/etc/firstrun/proxy/ecs.env",
 	} {
 		if _, ok := runnertest.Read(t, root, p); ok {
 			t.Errorf("%s still exists", p)
@@ -176,7 +191,7 @@ func TestProxyRemovedOnRerun(t *testing.T) {
 		t.Errorf("ecs.config:\n%s\nwant:\n%s", ecs, want)
 	}
 	st, _ := runnertest.Read(t, root, "/var/lib/firstrun/state.json")
-	if strings.Contains(st, "http-proxy.conf") || strings.Contains(st, "HTTP_PROXY") || strings.Contains(st, "proxy.http_proxy") {
+	if strings.Contains(st, "http-proxy.conf") || strings.Contains(st, "/etc/firstrun/proxy/") || strings.Contains(st, "HTTP_PROXY") || strings.Contains(st, "proxy.http_proxy") {
 		t.Errorf("state still owns proxy settings:\n%s", st)
 	}
 	for p, a := range frRun(t, testenv.WithEnv(runnertest.ChapterEnv, "-PROXY_URL"), "--root", root).Actions() {

@@ -71,6 +71,9 @@ type Options struct {
 	// makes its own, IMDSv2 only, on the Client's HTTP transport (so never through
 	// Proxy).
 	IMDS *sdkimds.Client
+	// Credentials, when set, sign every request instead of those New would find
+	// (CredentialsProvider's, shared with the run's other AWS clients).
+	Credentials aws.CredentialsProvider
 }
 
 // withDefaults returns o with its zero values replaced by the defaults, or an error

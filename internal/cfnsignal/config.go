@@ -90,6 +90,9 @@ func environmentCredentials() (creds aws.Credentials, ok bool, partial string) {
 // function keeps IMDS direct). Either is wrapped in a cache, as config does
 // (config/resolve_credentials.go, wrapWithCredentialsCache).
 func credentialsProvider(o Options, httpClient *awshttp.BuildableClient) aws.CredentialsProvider {
+	if o.Credentials != nil {
+		return o.Credentials
+	}
 	creds, ok, partial := environmentCredentials()
 	if ok {
 		return aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
@@ -108,6 +111,16 @@ func credentialsProvider(o Options, httpClient *awshttp.BuildableClient) aws.Cre
 		Provider: ec2rolecreds.New(func(ro *ec2rolecreds.Options) { ro.Client = client }),
 		partial:  partial,
 	})
+}
+
+// CredentialsProvider returns the credentials New gives a Client whose Options.IMDS is
+// imdsClient (see New): the environment's, else the instance role's through
+// imdsClient. The run's other AWS clients (internal/secrets) sign with it too, so that
+// one identity, and one fetch of the role's credentials, serves the whole run.
+func CredentialsProvider(imdsClient *sdkimds.Client) aws.CredentialsProvider {
+	return credentialsProvider(Options{IMDS: imdsClient}, awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.Proxy = nil
+	}))
 }
 
 // instanceRole is the SDK's instance-role provider, whose errors also say why the

@@ -18,6 +18,11 @@ const (
 	StateFile = "/var/lib/firstrun/state.json"
 	// LastRun is the run-once marker: the outcome of firstrun's last run.
 	LastRun = "/var/lib/firstrun/last-run.json"
+	// HealthEnv holds, root-only, the inputs from firstrun's environment for
+	// firstrun-health.service, the unit the wait for registration is handed to: read as
+	// its EnvironmentFile=, so that no input (a proxy password) becomes a unit property.
+	// Under /run: it lasts one boot.
+	HealthEnv = "/run/firstrun/health.env"
 	// CloudInitInstanceID is where cloud-init records the instance id it booted as.
 	CloudInitInstanceID = "/var/lib/cloud/data/instance-id"
 	// ECSAgentLog is the ECS agent's log; its last lines go into a health diagnosis.
@@ -32,10 +37,19 @@ const (
 
 	// ECSConfig is read by ecs-init and, as an EnvironmentFile, by ecs.service.
 	ECSConfig = "/etc/ecs/ecs.config"
-	// ECSProxyDropIn gives ecs.service (ecs-init) the proxy.
+	// ECSProxyDropIn names ECSProxyEnv as an EnvironmentFile= of ecs.service (ecs-init).
 	ECSProxyDropIn = "/etc/systemd/system/ecs.service.d/http-proxy.conf"
-	// DockerProxyDropIn gives docker.service (dockerd) the proxy.
+	// DockerProxyDropIn names DockerProxyEnv as an EnvironmentFile= of docker.service
+	// (dockerd).
 	DockerProxyDropIn = "/etc/systemd/system/docker.service.d/http-proxy.conf"
+	// ProxyEnvDir holds firstrun's root-only env files with the proxy of docker and
+	// the ECS agent: systemd reads them when it starts the unit's processes and shows
+	// only their paths as unit properties, never their content.
+	ProxyEnvDir = "/etc/firstrun/proxy"
+	// ECSProxyEnv is ecs.service's proxy env file (HTTP_PROXY, HTTPS_PROXY, NO_PROXY).
+	ECSProxyEnv = ProxyEnvDir + "/ecs.env"
+	// DockerProxyEnv is docker.service's proxy env file.
+	DockerProxyEnv = ProxyEnvDir + "/docker.env"
 
 	// CloudWatchAgentDir is where the unified CloudWatch agent package installs.
 	CloudWatchAgentDir = "/opt/aws/amazon-cloudwatch-agent"

@@ -43,6 +43,17 @@ type Setting struct {
 type Raw struct {
 	Values  map[string]string
 	Sources map[string]Source
+	// Refs holds, for each value resolved from a reference (see References and
+	// Resolved), the reference as given: messages and logs show it, never the value.
+	Refs map[string]string
+}
+
+// Resolved replaces key's reference with the value it resolved to, remembering the
+// reference for messages and logs. r must come from Resolve (its maps are shared by
+// every copy of it).
+func (r Raw) Resolved(key, ref, value string) {
+	r.Refs[key] = ref
+	r.Values[key] = value
 }
 
 // Probe is what firstrun found on the host that decides defaults (read by the caller,
@@ -83,8 +94,9 @@ type Config struct {
 // ProxyString returns the proxy URL, or "" when there is none. User and password are
 // percent-encoded in full (all but letters, digits and - . _ ~): the same credentials
 // to the proxy, and inert in every file the URL goes into, whether a shell sources it
-// ($, ', &), systemd reads it or TOML quotes it. Only %, doubled for systemd, remains
-// special.
+// ($, ', &), systemd reads it as an EnvironmentFile= or TOML quotes it. % is an
+// ordinary byte to each of them (the proxy is in no unit-file setting, whose parser
+// would expand % specifiers).
 func (c Config) ProxyString() string {
 	if c.Proxy == nil {
 		return ""
@@ -158,7 +170,7 @@ func Inputs(env []string) []string {
 // firstrun does not know are problems (a typo there would otherwise go unnoticed),
 // except AWS_* variables, which belong to the AWS SDK.
 func Resolve(env []string, file string, data []byte) (Raw, []Problem) {
-	raw := Raw{Values: map[string]string{}, Sources: map[string]Source{}}
+	raw := Raw{Values: map[string]string{}, Sources: map[string]Source{}, Refs: map[string]string{}}
 	var problems []Problem
 	if data != nil {
 		values, ps := ParseEnvFile(file, data)

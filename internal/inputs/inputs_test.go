@@ -471,7 +471,7 @@ func TestInputsKeepsWhatFirstrunAndTheSDKRead(t *testing.T) {
 // coming from the default.
 func withDefaults(sources map[string]inputs.Source) {
 	for _, k := range []string{"FIRSTRUN_LOG_AGENT", "FIRSTRUN_HEALTH_TIMEOUT", "FIRSTRUN_SERVICE_TIMEOUT", "FIRSTRUN_SIGNAL_TIMEOUT",
-		"FIRSTRUN_AGENT_URL", "FIRSTRUN_SIGNAL", "FIRSTRUN_IMDS", "FIRSTRUN_CLUSTER_TAG"} {
+		"FIRSTRUN_AGENT_URL", "FIRSTRUN_SIGNAL", "FIRSTRUN_IMDS", "FIRSTRUN_CLUSTER_TAG", "FIRSTRUN_SECRETS_TIMEOUT"} {
 		if _, ok := sources[k]; !ok {
 			sources[k] = inputs.FromDefault
 		}

@@ -18,7 +18,7 @@ import (
 // reported at once instead of the first decode error.
 type Spec struct {
 	Cluster          string `envconfig:"ECS_CLUSTER" desc:"ECS cluster to join: a name (1-255 letters, digits, - and _) or a cluster ARN. Required."`
-	ProxyURL         string `envconfig:"PROXY_URL" desc:"HTTP proxy for docker, the ECS agent and the log agent: http(s)://[user:password@]host:port, or host:port. Empty: no proxy."`
+	ProxyURL         string `envconfig:"PROXY_URL" desc:"HTTP proxy for docker, the ECS agent and the log agent: http(s)://[user:password@]host:port, or host:port. Empty: no proxy. Or a reference to where it is kept: ssm:NAME or secretsmanager:SECRET_ID[#KEY] (as any ECS_* setting but ECS_CLUSTER)."`
 	StackName        string `envconfig:"STACK_NAME" desc:"CloudFormation stack name; first part of the log group names. Required unless the log agent is none."`
 	AutoscalingGroup string `envconfig:"AUTOSCALING_GROUP" desc:"Auto Scaling group name; second part of the log group names. Required unless the log agent is none."`
 	Region           string `envconfig:"AWS_REGION" desc:"AWS region (wins over AWS_DEFAULT_REGION). Required for the awslogs agent."`
@@ -32,6 +32,7 @@ type Spec struct {
 	Signal           string `envconfig:"FIRSTRUN_SIGNAL" default:"false" desc:"true: tell CloudFormation SUCCESS once the agent has joined, FAILURE on any failure (as --signal). Needs STACK_NAME, LOGICAL_RESOURCE_ID, the region and the instance id."`
 	IMDS             string `envconfig:"FIRSTRUN_IMDS" default:"on" desc:"on: discover the region, the instance id and the instance's tags from IMDSv2 (the environment and the env file win); off: never ask the instance metadata service."`
 	ClusterTag       string `envconfig:"FIRSTRUN_CLUSTER_TAG" default:"ecs:cluster-name" desc:"Instance tag whose value is ECS_CLUSTER when ECS_CLUSTER is not given (instance metadata tags must be enabled)."`
+	SecretsTimeout   string `envconfig:"FIRSTRUN_SECRETS_TIMEOUT" default:"1m" desc:"How long resolving the references to SSM Parameter Store and Secrets Manager may take, all together, retries on throttling included (Go duration; at most 12h)."`
 	AgentURL         string `envconfig:"FIRSTRUN_AGENT_URL" default:"http://127.0.0.1:51678/v1/metadata" desc:"The ECS agent's metadata endpoint polled for registration (http, path /v1/metadata, supplied when the URL has none); never reached through the proxy."`
 }
 

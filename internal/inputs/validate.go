@@ -111,6 +111,7 @@ func Validate(raw Raw, probe Probe) (Config, error) {
 		ServiceTimeout: v.timeout("FIRSTRUN_SERVICE_TIMEOUT", spec.ServiceTimeout),
 		AgentURL:       v.agentURL(spec.AgentURL),
 	}
+	v.timeout("FIRSTRUN_SECRETS_TIMEOUT", spec.SecretsTimeout) // read by SecretsTimeout, before validation
 	// Discovery and the signal read these before validation (Signal, and the run's
 	// discover): here they are only checked, so that a bad value is reported.
 	v.onOff("FIRSTRUN_IMDS", spec.IMDS)
@@ -162,8 +163,12 @@ func (v *validator) add(key, format string, a ...any) {
 	v.report = append(v.report, Problem{Var: key, Msg: fmt.Sprintf(format, a...)})
 }
 
-// shown quotes a value for a message, secrets redacted.
+// shown quotes a value for a message, secrets redacted; a value resolved from a
+// reference is never shown, its reference is.
 func (v *validator) shown(key string) string {
+	if ref, ok := v.raw.Refs[key]; ok {
+		return "the value of " + strconv.Quote(ref)
+	}
 	return strconv.Quote(redact.Value(key, v.raw.Values[key]))
 }
 

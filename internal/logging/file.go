@@ -9,6 +9,7 @@ import (
 
 	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/logfile"
+	"github.com/firstrun/firstrun/internal/redact"
 )
 
 // FileCore returns a core writing JSON lines, at info level, to firstrun's own log
@@ -20,7 +21,7 @@ func FileCore(root hostpath.Root) (zapcore.Core, io.Closer, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("firstrun's log file: %w", err)
 	}
-	return zapcore.NewCore(zapcore.NewJSONEncoder(encoderConfig()), f, zapcore.InfoLevel), f, nil
+	return zapcore.NewCore(zapcore.NewJSONEncoder(encoderConfig()), zapcore.AddSync(redact.Writer(f)), zapcore.InfoLevel), f, nil
 }
 
 // WithFile returns log writing also to firstrun's own log file under root (see

@@ -8,6 +8,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/firstrun/firstrun/internal/redact"
 )
 
 // Formats.
@@ -29,7 +31,8 @@ func New(w io.Writer, format string) (*zap.Logger, error) {
 	default:
 		return nil, fmt.Errorf("log format %q: want console or json", format)
 	}
-	core := zapcore.NewCore(enc, zapcore.AddSync(w), zapcore.InfoLevel)
+	// Values that references resolved to are hidden from every line (redact.Hide).
+	core := zapcore.NewCore(enc, zapcore.AddSync(redact.Writer(w)), zapcore.InfoLevel)
 	return zap.New(core), nil
 }
 

@@ -14,7 +14,7 @@ import (
 	"github.com/firstrun/firstrun/internal/inputs"
 )
 
-// Mode of every proxy file: a proxy URL may carry user:password.
+// Mode of every proxy file that holds the proxy URL: it may carry user:password.
 const Mode = 0o600
 
 // Endpoints that must never go through the proxy: the instance metadata service, the
@@ -63,25 +63,41 @@ func AgentSettings(cfg inputs.Config) []inputs.Setting {
 	return settings
 }
 
-// Render returns the proxy files firstrun owns whole: drop-ins for ecs.service and
-// docker.service, and awslogs' proxy.conf. None without a proxy. The CloudWatch agent's
-// proxy goes into its common-config.toml, which firstrun shares with the package and
-// the operator (internal/commonconfig).
+// Render returns the proxy files firstrun owns whole, none without a proxy: for each
+// of ecs.service and docker.service a root-only env file with HTTP_PROXY, HTTPS_PROXY
+// and NO_PROXY, and a drop-in that names it as an EnvironmentFile=; and awslogs'
+// proxy.conf. The CloudWatch agent's proxy goes into its common-config.toml, which
+// firstrun shares with the package and the operator (internal/commonconfig).
 //
-// docker gets a drop-in rather than lines in /etc/sysconfig/docker (the chapter's way):
-// the drop-in is what AWS documents for systemd hosts, works whether or not the
-// distribution's docker.service reads /etc/sysconfig/docker, and is a file firstrun
-// owns whole, so removing it is exact.
+// The proxy URL may carry a password, and systemd shows every unit setting to every
+// local user: systemd.exec(5), Environment=: "Environment variables set for a unit are
+// exposed to unprivileged clients via D-Bus IPC" (`systemctl show docker -p
+// Environment`). An EnvironmentFile= is read by systemd when it starts the unit's
+// processes (src/core/execute.c, exec_context_load_environment), and the unit's
+// EnvironmentFiles property holds only each file's path and whether it may be missing
+// (src/core/dbus-execute.c, property_get_environment_files: "a(sb)"). So the drop-ins
+// hold no secret and are 0644, like any unit file; the env files are 0600, root's.
+//
+// Each env file is its unit's, and both are firstrun's own: rather than docker's
+// daemon.json "proxies" (docker 23 and later; an older dockerd refuses to start with a
+// key it does not know, and daemon.json is shared with the image and the operator), and
+// rather than ecs.config, which holds the operator's lines too. docker gets a drop-in
+// rather than lines in /etc/sysconfig/docker (the chapter's way): the drop-in is what
+// AWS documents for systemd hosts, works whether or not the distribution's
+// docker.service reads /etc/sysconfig/docker, and is a file firstrun owns whole, so
+// removing it is exact.
 func Render(cfg inputs.Config) []files.File {
 	if cfg.Proxy == nil {
 		return nil
 	}
 	p := cfg.ProxyString()
 	out := []files.File{
-		{Path: hostpath.ECSProxyDropIn, Mode: Mode, Content: dropIn(
-			"HTTP_PROXY="+p, "HTTPS_PROXY="+p, "NO_PROXY="+AgentNoProxy(cfg))},
-		{Path: hostpath.DockerProxyDropIn, Mode: Mode, Content: dropIn(
-			"HTTP_PROXY="+p, "HTTPS_PROXY="+p, "NO_PROXY="+DockerNoProxy(cfg))},
+		{Path: hostpath.ECSProxyEnv, Mode: Mode, Content: envFile(
+			"HTTP_PROXY", p, "HTTPS_PROXY", p, "NO_PROXY", AgentNoProxy(cfg))},
+		{Path: hostpath.ECSProxyDropIn, Mode: DropInMode, Content: dropIn(hostpath.ECSProxyEnv)},
+		{Path: hostpath.DockerProxyEnv, Mode: Mode, Content: envFile(
+			"HTTP_PROXY", p, "HTTPS_PROXY", p, "NO_PROXY", DockerNoProxy(cfg))},
+		{Path: hostpath.DockerProxyDropIn, Mode: DropInMode, Content: dropIn(hostpath.DockerProxyEnv)},
 	}
 	if cfg.LogAgent == inputs.LogAgentAwslogs {
 		out = append(out, files.File{Path: hostpath.AwslogsProxyConfig, Mode: Mode, Content: []byte(
@@ -90,27 +106,45 @@ func Render(cfg inputs.Config) []files.File {
 	return out
 }
 
+// DropInMode is the drop-ins' mode: they name the env file and hold no secret, and
+// systemd shows their settings to every local user anyway.
+const DropInMode = 0o644
+
 // header starts every file firstrun owns whole.
 const header = "# Written by firstrun; changes here are overwritten on its next run.\n"
 
-// dropIn renders a [Service] drop-in with one Environment= line an assignment.
-func dropIn(assignments ...string) []byte {
+// dropIn renders a [Service] drop-in that reads the env file at path. The "-" lets the
+// unit start without the file: firstrun writes the env file before the drop-in and
+// removes both with the proxy, and a run stopped between the two must not keep docker
+// from starting at the next boot (whose run of firstrun then converges).
+func dropIn(path string) []byte {
+	return []byte(header + "# The proxy settings are in " + path + ", readable by root only.\n" +
+		"[Service]\nEnvironmentFile=-" + path + "\n")
+}
+
+// envFile renders KEY=value lines (pairs of key and value) for systemd's
+// EnvironmentFile=, each value as EnvFileValue writes it.
+func envFile(kv ...string) []byte {
 	var b strings.Builder
 	b.WriteString(header)
-	b.WriteString("[Service]\n")
-	for _, a := range assignments {
-		fmt.Fprintf(&b, "Environment=%s\n", SystemdQuote(a))
+	for i := 0; i+1 < len(kv); i += 2 {
+		fmt.Fprintf(&b, "%s=%s\n", kv[i], EnvFileValue(kv[i+1]))
 	}
 	return []byte(b.String())
 }
 
-// SystemdQuote quotes a value for a unit file setting: in double quotes, with
-// backslash and double quote escaped, and % doubled so that systemd does not read a
-// percent-encoded password (p%40ss) as a specifier.
-func SystemdQuote(s string) string {
-	return `"` + systemdEscaper.Replace(s) + `"`
+// EnvFileValue writes a value so that systemd's env-file parser reads it back as it is
+// (systemd src/basic/env-file.c, parse_env_file_internal; not the unit-file parser, so
+// no % specifiers and no $ expansion). A value with none of the bytes that parser
+// treats specially unquoted (white space trimmed or ending the value, a backslash
+// escaping or joining lines, a quote opening a quoted value) is written as it is: every
+// proxy URL firstrun accepts is such a value (its credentials percent-encoded in full,
+// % included, which is an ordinary byte here). Any other value is single-quoted, where
+// every byte is literal up to the next single quote, and a single quote in it is
+// written as '"'"' (the quoted parts of one value join, as in a shell).
+func EnvFileValue(s string) string {
+	if s != "" && !strings.ContainsAny(s, " \t\n\r\\'\"") {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
 }
-
-// systemdEscaper is built once: a Replacer costs about 6 KB to build, and each render
-// quotes six values (BenchmarkRenderDiff).
-var systemdEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `%`, `%%`)

@@ -67,14 +67,14 @@ func byPath(t *testing.T, fl []files.File, path string) []byte {
 }
 
 func TestRender(t *testing.T) {
-	dropIns := []string{hostpath.ECSProxyDropIn, hostpath.DockerProxyDropIn}
+	ownFiles := []string{hostpath.ECSProxyEnv, hostpath.ECSProxyDropIn, hostpath.DockerProxyEnv, hostpath.DockerProxyDropIn}
 	tests := []struct {
 		agent inputs.LogAgent
 		paths []string
 	}{
-		{inputs.LogAgentCloudWatch, dropIns}, // common-config.toml is merged: internal/commonconfig
-		{inputs.LogAgentAwslogs, append(dropIns[:2:2], hostpath.AwslogsProxyConfig)},
-		{inputs.LogAgentNone, dropIns},
+		{inputs.LogAgentCloudWatch, ownFiles}, // common-config.toml is merged: internal/commonconfig
+		{inputs.LogAgentAwslogs, append(ownFiles[:4:4], hostpath.AwslogsProxyConfig)},
+		{inputs.LogAgentNone, ownFiles},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.agent), func(t *testing.T) {
@@ -82,8 +82,15 @@ func TestRender(t *testing.T) {
 			var paths []string
 			for _, f := range got {
 				paths = append(paths, f.Path)
-				if f.Mode != 0o600 {
+				holdsURL := strings.Contains(string(f.Content), "p%40ss")
+				switch {
+				case holdsURL && f.Mode != 0o600:
 					t.Errorf("%s: mode %#o, want 0600: it holds the proxy password", f.Path, f.Mode)
+				case !holdsURL && f.Mode != 0o644:
+					t.Errorf("%s: mode %#o, want 0644: it holds no secret", f.Path, f.Mode)
+				}
+				if strings.HasPrefix(f.Path, "/etc/systemd/") && holdsURL {
+					t.Errorf("%s: a unit setting holds the proxy password, which systemd shows to every local user:\n%s", f.Path, f.Content)
 				}
 				if f.Shared() {
 					t.Errorf("%s: is merged, want a file firstrun owns whole", f.Path)
@@ -156,79 +163,17 @@ func TestNoProxyLists(t *testing.T) {
 	}
 }
 
-func TestSystemdQuote(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"", `""`},
-		{"plain", `"plain"`},
-		{"p%40ss", `"p%%40ss"`},
-		{"%%", `"%%%%"`},
-		{`say "hi"`, `"say \"hi\""`},
-		{`C:\dir`, `"C:\\dir"`},
-		{`\"`, `"\\\""`},
-		{`a%b"c\d`, `"a%%b\"c\\d"`},
-	}
-	for _, tt := range tests {
-		if got := proxy.SystemdQuote(tt.in); got != tt.want {
-			t.Errorf("SystemdQuote(%q) = %s, want %s", tt.in, got, tt.want)
-		}
-		if back, err := systemdUnquote(proxy.SystemdQuote(tt.in)); err != nil || back != tt.in {
-			t.Errorf("systemdUnquote(SystemdQuote(%q)) = %q, %v; want the input back", tt.in, back, err)
-		}
-	}
-}
-
-// systemdUnquote reads a quoted unit file value the way systemd does for
-// Environment=: the outer double quotes removed, \\ and \" unescaped, then the %%
-// specifier turned into %. Any other escape or specifier is an error: SystemdQuote
-// never writes one.
-func systemdUnquote(s string) (string, error) {
-	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
-		return "", fmt.Errorf("%s is not in double quotes", s)
-	}
-	var b strings.Builder
-	body := s[1 : len(s)-1]
-	for i := 0; i < len(body); i++ {
-		switch c := body[i]; c {
-		case '\\':
-			if i+1 == len(body) || (body[i+1] != '\\' && body[i+1] != '"') {
-				return "", fmt.Errorf("%s: unexpected escape at byte %d", s, i+1)
-			}
-			i++
-			b.WriteByte(body[i])
-		case '"':
-			return "", fmt.Errorf("%s: unescaped quote at byte %d", s, i+1)
-		case '%':
-			if i+1 == len(body) || body[i+1] != '%' {
-				return "", fmt.Errorf("%s: specifier %%%s would be expanded by systemd", s, body[i+1:min(i+2, len(body))])
-			}
-			i++
-			b.WriteByte('%')
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String(), nil
-}
-
-// TestDropIns parses the systemd drop-ins as INI files and checks each Environment=
-// assignment once unquoted as systemd would.
+// TestDropIns parses the systemd drop-ins as INI files: a [Service] section with one
+// EnvironmentFile= naming the unit's env file, nothing else, and no proxy URL.
 func TestDropIns(t *testing.T) {
 	fl := proxy.Render(proxyConfig(t, inputs.LogAgentNone))
-	tests := []struct {
-		path    string
-		noProxy string
-	}{
-		{hostpath.ECSProxyDropIn, agentNoProxy},
-		{hostpath.DockerProxyDropIn, dockerNoProxy},
-	}
-	for _, tt := range tests {
-		t.Run(tt.path, func(t *testing.T) {
-			data := byPath(t, fl, tt.path)
-			f, err := ini.LoadSources(ini.LoadOptions{
-				AllowShadows:               true,
-				AllowDuplicateShadowValues: true, // so that a repeated line shows
-				PreserveSurroundedQuote:    true, // so that systemdUnquote sees the quotes
-			}, data)
+	for dropIn, env := range map[string]string{
+		hostpath.ECSProxyDropIn:    hostpath.ECSProxyEnv,
+		hostpath.DockerProxyDropIn: hostpath.DockerProxyEnv,
+	} {
+		t.Run(dropIn, func(t *testing.T) {
+			data := byPath(t, fl, dropIn)
+			f, err := ini.LoadSources(ini.LoadOptions{AllowShadows: true, AllowDuplicateShadowValues: true}, data)
 			if err != nil {
 				t.Fatalf("parsing the drop-in: %v\n%s", err, data)
 			}
@@ -239,22 +184,120 @@ func TestDropIns(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := svc.KeyStrings(); len(got) != 1 || got[0] != "Environment" {
-				t.Errorf("[Service] keys = %q, want only Environment", got)
+			if got := svc.KeyStrings(); len(got) != 1 || got[0] != "EnvironmentFile" {
+				t.Errorf("[Service] keys = %q, want only EnvironmentFile", got)
 			}
-			var env []string
-			for _, raw := range svc.Key("Environment").ValueWithShadows() {
-				v, err := systemdUnquote(raw)
-				if err != nil {
-					t.Errorf("Environment=%s: %v", raw, err)
-				}
-				env = append(env, v)
+			if got := svc.Key("EnvironmentFile").ValueWithShadows(); len(got) != 1 || got[0] != "-"+env {
+				t.Errorf("EnvironmentFile = %q, want [-%s]", got, env)
 			}
-			want := []string{"HTTP_PROXY=" + proxyURL, "HTTPS_PROXY=" + proxyURL, "NO_PROXY=" + tt.noProxy}
-			if strings.Join(env, "\n") != strings.Join(want, "\n") {
-				t.Errorf("Environment values =\n%s\nwant\n%s", strings.Join(env, "\n"), strings.Join(want, "\n"))
+			if strings.Contains(string(data), "proxy.internal") || strings.Contains(string(data), "Environment=") {
+				t.Errorf("the drop-in holds proxy settings:\n%s", data)
 			}
 		})
+	}
+}
+
+// TestEnvFiles reads the env files as systemd does: each unit's process gets the proxy
+// URL byte for byte (its percent-encoded password included: no % doubling, which only
+// the unit-file parser's specifiers need) and the unit's NO_PROXY, and nothing else.
+func TestEnvFiles(t *testing.T) {
+	fl := proxy.Render(proxyConfig(t, inputs.LogAgentNone))
+	for path, noProxy := range map[string]string{hostpath.ECSProxyEnv: agentNoProxy, hostpath.DockerProxyEnv: dockerNoProxy} {
+		got := testenv.SystemdEnvFile(string(byPath(t, fl, path)))
+		want := map[string]string{"HTTP_PROXY": proxyURL, "HTTPS_PROXY": proxyURL, "NO_PROXY": noProxy}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: systemd reads %v, want %v", path, got, want)
+		}
+	}
+}
+
+// TestEnvFileValue: whatever the value, systemd's env-file parser reads back what
+// EnvFileValue wrote; values with nothing special to it are written as they are.
+func TestEnvFileValue(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{proxyURL, proxyURL},
+		{"http://u:%25%24%22%27%5C@h:1", "http://u:%25%24%22%27%5C@h:1"},
+		{"50%", "50%"},
+		{"$HOME`id`", "$HOME`id`"},
+		{"#not-a-comment;", "#not-a-comment;"},
+		{"", "''"},
+		{"a b", "'a b'"},
+		{" lead", "' lead'"},
+		{"trail ", "'trail '"},
+		{`back\slash`, `'back\slash'`},
+		{`trailing\`, `'trailing\'`},
+		{`"quoted"`, `'"quoted"'`},
+		{"it's", `'it'"'"'s'`},
+		{"'", `''"'"''`},
+		{"two\nlines", "'two\nlines'"},
+		{"cr\r", "'cr\r'"},
+		{"tab\t", "'tab\t'"},
+	} {
+		got := proxy.EnvFileValue(tt.in)
+		if got != tt.want {
+			t.Errorf("EnvFileValue(%q) = %s, want %s", tt.in, got, tt.want)
+		}
+		checkEnvFileRoundTrip(t, tt.in)
+	}
+}
+
+// checkEnvFileRoundTrip fails unless systemd reads v back from a line EnvFileValue
+// wrote, between two other settings that must stay as they are.
+func checkEnvFileRoundTrip(t *testing.T, v string) {
+	t.Helper()
+	content := "# comment\nBEFORE=1\nKEY=" + proxy.EnvFileValue(v) + "\nAFTER=2\n"
+	got := testenv.SystemdEnvFile(content)
+	if got["KEY"] != v || got["BEFORE"] != "1" || got["AFTER"] != "2" || len(got) != 3 {
+		t.Errorf("systemd reads %q written as %s as %q (all: %q)", v, proxy.EnvFileValue(v), got["KEY"], got)
+	}
+}
+
+func FuzzEnvFileValue(f *testing.F) {
+	for _, s := range []string{proxyURL, "", "a b", `x\`, "'", `"`, "a'b\"c\\d\ne"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		checkEnvFileRoundTrip(t, v)
+	})
+}
+
+// TestPasswordsReachTheProcess: a password with the bytes that quoting, escaping,
+// shells and specifiers treat specially, given in PROXY_URL as validation takes it,
+// reaches each unit's process as the same credentials: the URL systemd reads from the
+// env file is ProxyString's, and it decodes to the user and password given.
+func TestPasswordsReachTheProcess(t *testing.T) {
+	for _, tt := range []struct{ proxyURL, user, password string }{
+		{"http://bob:p%25ss@proxy.internal:3128", "bob", "p%ss"},
+		{"http://bob:%25%25@proxy.internal:3128", "bob", "%%"},
+		{"http://bob:p%24%7BHOME%7D@proxy.internal:3128", "bob", "p${HOME}"},
+		{"http://bob:a%22b%27c%5Cd%60e@proxy.internal:3128", "bob", `a"b'c\d` + "`e"},
+		{"http://b%20b:%25n%25i%25%25@proxy.internal:3128", "b b", "%n%i%%"},
+		{"http://bob:pa$$w'rd@proxy.internal:3128", "bob", "pa$$w'rd"},
+	} {
+		raw, problems := inputs.Resolve([]string{"ECS_CLUSTER=c", "FIRSTRUN_LOG_AGENT=none", "PROXY_URL=" + tt.proxyURL}, "", nil)
+		if len(problems) > 0 {
+			t.Fatalf("%s: %v", tt.proxyURL, problems)
+		}
+		cfg, err := inputs.Validate(raw, inputs.Probe{})
+		if err != nil {
+			t.Errorf("%s: %v", tt.proxyURL, err)
+			continue
+		}
+		fl := proxy.Render(cfg)
+		for _, path := range []string{hostpath.ECSProxyEnv, hostpath.DockerProxyEnv} {
+			got := testenv.SystemdEnvFile(string(byPath(t, fl, path)))["HTTPS_PROXY"]
+			if got != cfg.ProxyString() {
+				t.Errorf("%s: %s gives the process HTTPS_PROXY=%s, want %s", tt.proxyURL, path, got, cfg.ProxyString())
+			}
+			u, err := url.Parse(got)
+			if err != nil {
+				t.Errorf("%s: the process's HTTPS_PROXY %s: %v", tt.proxyURL, got, err)
+				continue
+			}
+			if p, _ := u.User.Password(); u.User.Username() != tt.user || p != tt.password {
+				t.Errorf("%s: the process's proxy has user %q password %q, want %q %q", tt.proxyURL, u.User.Username(), p, tt.user, tt.password)
+			}
+		}
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/lastrun"
+	"github.com/firstrun/firstrun/internal/redact"
 	"github.com/firstrun/firstrun/internal/runrecord"
 )
 
@@ -73,6 +74,7 @@ func (r *Runner) Check(ctx context.Context, log *zap.Logger) int {
 		}
 	}
 	add(r.checkExposure())
+	add(r.checkSecrets(res))
 	add(r.checkUnits(ctx, res)...)
 	add(r.checkAgent(ctx, res))
 	add(r.checkLastRun())
@@ -81,7 +83,8 @@ func (r *Runner) Check(ctx context.Context, log *zap.Logger) int {
 	for _, r := range results {
 		report.OK = report.OK && r.Status != checkFail
 	}
-	if err := writeReport(r.stdout, r.opts.Output, report); err != nil {
+	// Nothing in the report shows a resolved value; redact.Writer makes sure of it.
+	if err := writeReport(redact.Writer(r.stdout), r.opts.Output, report); err != nil {
 		fmt.Fprintf(r.stderr, "firstrun: writing the report: %v\n", err)
 		return runrecord.ExitInternal
 	}
@@ -152,6 +155,20 @@ func checkJournal(res resolved) checkResult {
 func (r *Runner) checkExposure() checkResult {
 	ok, detail := exposure.Report(r.root)
 	c := checkResult{Name: "proxy credentials", Status: checkOK, Detail: detail}
+	if !ok {
+		c.Status = checkWarn
+	}
+	return c
+}
+
+// checkSecrets warns when a secret sits where it should not: a secret setting or a
+// value a reference resolved to in a file every local user can read (the files firstrun
+// writes or owns, the env file, what the CloudWatch agent derives), or such a value in
+// the env file at all, which the reference was meant to keep it out of.
+func (r *Runner) checkSecrets(res resolved) checkResult {
+	paths := append(append(append([]string(nil), exposure.Paths...), exposure.Owned...), res.prev.Files...)
+	ok, detail := exposure.SecretsReport(r.root, paths, res.envFile, res.secrets)
+	c := checkResult{Name: "secrets", Status: checkOK, Detail: detail}
 	if !ok {
 		c.Status = checkWarn
 	}

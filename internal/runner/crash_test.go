@@ -69,6 +69,8 @@ func TestStopMidApplyForgetsNothing(t *testing.T) {
 	proxyFiles := []string{
 		"/etc/systemd/system/docker.service.d/http-proxy.conf",
 		"/etc/systemd/system/ecs.service.d/http-proxy.conf",
+		"/etc/firstrun/proxy/docker.env",
+		"/etc/firstrun/proxy/ecs.env",
 	}
 	const commonConfig = "/opt/aws/amazon-cloudwatch-agent/etc/common-config.toml"
 	t.Run("stopped while creating", func(t *testing.T) {

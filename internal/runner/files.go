@@ -40,6 +40,10 @@ type resolved struct {
 	instanceID string
 	// sig are the CloudFormation signal's inputs, read even when others are invalid.
 	sig signalInputs
+	// secrets maps each reference resolved to its value, for --check's search of them;
+	// envFile is the env file's path.
+	secrets map[string]string
+	envFile string
 }
 
 // signalInputs are what the CloudFormation signal needs, read in resolve.
@@ -69,6 +73,11 @@ func (r *Runner) resolve(ctx context.Context, log *zap.Logger) (resolved, error)
 	}
 	raw, problems := inputs.Resolve(r.env, name, data)
 	res.instanceID = r.discover(ctx, log, raw)
+	// References are resolved after discovery (which may give the region) and before
+	// anything reads the values, the signal's proxy included.
+	resolvedRefs, refProblems := r.resolveSecrets(ctx, log, raw)
+	res.secrets, res.envFile = resolvedRefs, name
+	problems = append(problems, refProblems...)
 	on, target := inputs.Signal(raw)
 	res.sig = signalInputs{read: true, on: on || r.opts.Signal, target: target}
 	if res.sig.on && r.deps.Live && r.instance(res) == "" {
@@ -89,6 +98,7 @@ func (r *Runner) resolve(ctx context.Context, log *zap.Logger) (resolved, error)
 		return res, withCode(runrecord.ExitInput, inputs.Report(problems))
 	}
 	res.valid, res.cfg = true, cfg
+	hideProxy(raw, cfg)
 	logInputs(log, raw, name)
 	log.Info("log agent", zap.String("agent", string(cfg.LogAgent)), zap.Bool("cloudwatch_agent_installed", probe.CloudWatchAgent), zap.Bool("awslogs_installed", probe.Awslogs))
 	if cfg.LogAgent == inputs.LogAgentCloudWatch {
@@ -111,6 +121,10 @@ func logInputs(log *zap.Logger, raw inputs.Raw, envFile string) {
 	secretInFile := false
 	for _, k := range slices.Sorted(maps.Keys(raw.Values)) {
 		v := raw.Values[k]
+		if ref, ok := raw.Refs[k]; ok { // the reference is shown, never the value
+			log.Info("input", zap.String("name", k), zap.String("value", ref), zap.String("source", string(raw.Sources[k])), zap.Bool("reference", true))
+			continue
+		}
 		shown := redact.Value(k, v)
 		log.Info("input", zap.String("name", k), zap.String("value", shown), zap.String("source", string(raw.Sources[k])))
 		secretInFile = secretInFile || (raw.Sources[k] == inputs.FromEnvFile && shown != v)

@@ -10,9 +10,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/firstrun/firstrun/internal/files"
 	"github.com/firstrun/firstrun/internal/health"
 	"github.com/firstrun/firstrun/internal/hostpath"
 	"github.com/firstrun/firstrun/internal/inputs"
+	"github.com/firstrun/firstrun/internal/proxy"
 	"github.com/firstrun/firstrun/internal/runrecord"
 	"github.com/firstrun/firstrun/internal/services"
 )
@@ -88,12 +90,33 @@ func (r *Runner) handOff(ctx context.Context, log *zap.Logger, blockedBy string)
 	if r.opts.Signal {
 		argv = append(argv, "--signal")
 	}
-	if err := r.sd.StartTransient(ctx, healthUnit, argv, inputs.Inputs(r.env)); err != nil {
+	if err := r.writeHealthEnv(); err != nil {
+		return withCode(runrecord.ExitFile, fmt.Errorf("handing the wait over: %w", err))
+	}
+	if err := r.sd.StartTransient(ctx, healthUnit, argv, hostpath.HealthEnv); err != nil {
 		return withCode(runrecord.ExitServices, fmt.Errorf("handing the wait over to %s: %w", healthUnit, err))
 	}
 	log.Warn("not waiting here for the agent to register: ecs.service starts only after this unit finishes; "+healthUnit+" waits instead",
 		zap.String("unit", blockedBy), zap.String("follow", "journalctl -u "+healthUnit), zap.String("check", "firstrun --check"))
 	return nil
+}
+
+// writeHealthEnv writes the inputs of firstrun's environment, root-only, to the env
+// file of the unit the wait is handed to (hostpath.HealthEnv), each value as systemd's
+// env-file parser reads it back.
+func (r *Runner) writeHealthEnv() error {
+	var b strings.Builder
+	b.WriteString("# Written by firstrun for " + healthUnit + ": the inputs of its environment.\n")
+	for _, kv := range inputs.Inputs(r.env) {
+		k, v, _ := strings.Cut(kv, "=")
+		b.WriteString(k + "=" + proxy.EnvFileValue(v) + "\n")
+	}
+	w := r.deps.NewWriter(r.root)
+	c, err := w.Plan([]files.File{{Path: hostpath.HealthEnv, Mode: 0o600, Content: []byte(b.String())}}, nil)
+	if err == nil {
+		err = w.Apply(c)
+	}
+	return err
 }
 
 // diagnosis explains a registration timeout: what the agent last said, the units'

@@ -7,7 +7,8 @@
 // that owns their shared state) and nodeadm's daemon loop (each daemon a narrow
 // interface): the phases are methods that take what they need and return what they
 // made, and the side effects (systemd, the agent, the instance metadata,
-// CloudFormation, the file writer, the clock) come in through Deps.
+// CloudFormation, SSM Parameter Store and Secrets Manager, the file writer, the clock)
+// come in through Deps.
 package runner
 
 import (
@@ -29,6 +30,7 @@ import (
 	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/logging"
 	"github.com/firstrun/firstrun/internal/runrecord"
+	"github.com/firstrun/firstrun/internal/secrets"
 	"github.com/firstrun/firstrun/internal/services"
 )
 
@@ -85,6 +87,9 @@ type Deps struct {
 	Signaler func(ctx context.Context, t inputs.SignalTarget) (cfnsignal.Signaler, error)
 	// BootTime returns when the kernel booted (emf.BootTime).
 	BootTime func() (time.Time, error)
+	// Secrets returns what reads the secrets that inputs reference (secrets.Client);
+	// called only when an input is a reference. Nil: references cannot be resolved.
+	Secrets func() (secrets.Getter, error)
 }
 
 // RealDeps are the production side effects for root.
@@ -92,6 +97,9 @@ func RealDeps(root string) Deps {
 	// One instance metadata client for discovery and the instance role's credentials:
 	// one session token for the run.
 	imdsClient := imds.NewClient(imds.Options{})
+	// One identity for every AWS request of the run: the environment's credentials,
+	// else the instance role's through that client, fetched once.
+	creds := cfnsignal.CredentialsProvider(imdsClient.SDK())
 	return Deps{
 		NewWriter: func(r hostpath.Root) FileWriter { return files.NewWriter(r) },
 		Connect: func(ctx context.Context) (services.Systemd, error) {
@@ -105,7 +113,10 @@ func RealDeps(root string) Deps {
 			return imds.Discover(ctx, imdsClient, clusterTag)
 		},
 		Signaler: func(ctx context.Context, t inputs.SignalTarget) (cfnsignal.Signaler, error) {
-			return realSignaler(ctx, t, imdsClient)
+			return realSignaler(ctx, t, imdsClient, creds)
+		},
+		Secrets: func() (secrets.Getter, error) {
+			return secrets.NewClient(secrets.Options{Credentials: creds})
 		},
 		BootTime: func() (time.Time, error) { return emf.BootTime(hostpath.Root(root)) },
 	}

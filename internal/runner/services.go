@@ -15,7 +15,7 @@ import (
 )
 
 // units returns the units firstrun manages for cfg, in the order they start, each with
-// the files that configure it. changed holds the host paths this run changed.
+// the files that configure it (a unit's drop-ins and the files its processes read). changed holds the host paths this run changed.
 // docker comes first and is waited for; ecs.service is started without waiting on its
 // job (it is ordered After=cloud-final.service, so a blocking start from user data
 // deadlocks: aws/amazon-ecs-agent issues 1707 and 4818); the log agent comes last, so
@@ -29,9 +29,11 @@ func units(root hostpath.Root, cfg inputs.Config, changed map[string]bool) []ser
 		}
 		return u
 	}
+	// Each proxy env file is read by systemd when it starts the unit's process: a
+	// changed one restarts its unit, and needs no daemon-reload (its drop-in does).
 	out := []services.Unit{
-		unit(services.Docker, true, hostpath.DockerProxyDropIn),
-		unit(services.ECS, false, hostpath.ECSConfig, hostpath.ECSProxyDropIn),
+		unit(services.Docker, true, hostpath.DockerProxyDropIn, hostpath.DockerProxyEnv),
+		unit(services.ECS, false, hostpath.ECSConfig, hostpath.ECSProxyDropIn, hostpath.ECSProxyEnv),
 	}
 	switch cfg.LogAgent {
 	case inputs.LogAgentCloudWatch:

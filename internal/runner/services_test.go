@@ -442,17 +442,27 @@ func TestHandOffWhenECSWaitsForOurUnit(t *testing.T) {
 	if !ok {
 		t.Fatalf("no %s started; calls %q", healthUnit, h.sd.Calls())
 	}
-	argv, env := got[0], got[1]
+	argv := got[0]
 	if want := []string{"--skip", "apply,services", "--log-format", "json"}; !slices.Equal(argv[1:], want) {
 		t.Errorf("argv %q, want [firstrun %q]", argv, want)
 	}
-	for _, want := range []string{"ECS_CLUSTER=microtrader-cluster", "FIRSTRUN_HEALTH_TIMEOUT=1h", "PROXY_URL=bob:p%40ss@proxy.internal:3128"} {
-		if !slices.Contains(env, want) {
-			t.Errorf("the health unit's environment lacks %q: %q", want, env)
+	// The inputs reach the unit through a root-only env file, never as its Environment=
+	// property, which systemd shows to every local user.
+	if !slices.Equal(got[1], []string{hostpath.HealthEnv}) {
+		t.Fatalf("the health unit's env file %q, want %s", got[1], hostpath.HealthEnv)
+	}
+	data, _ := runnertest.Read(t, h.root, hostpath.HealthEnv)
+	if fi, err := os.Stat(filepath.Join(h.root, hostpath.HealthEnv)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s: %v; want mode 0600", hostpath.HealthEnv, err)
+	}
+	env := testenv.SystemdEnvFile(data)
+	for k, want := range map[string]string{"ECS_CLUSTER": "microtrader-cluster", "FIRSTRUN_HEALTH_TIMEOUT": "1h", "PROXY_URL": "bob:p%40ss@proxy.internal:3128"} {
+		if env[k] != want {
+			t.Errorf("the health unit's environment has %s=%q, want %q:\n%s", k, env[k], want, data)
 		}
 	}
-	if slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "PATH=") }) {
-		t.Errorf("the health unit gets more than the inputs: %q", env)
+	if _, ok := env["PATH"]; ok {
+		t.Errorf("the health unit gets more than the inputs:\n%s", data)
 	}
 	if !r.Logged("not waiting here for the agent to register: ecs.service starts only after this unit finishes; "+healthUnit+" waits instead", "follow") {
 		t.Errorf("the hand-over is not logged:\n%s", r.Stderr)

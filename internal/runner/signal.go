@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"go.uber.org/zap"
 
 	"github.com/firstrun/firstrun/internal/cfnsignal"
@@ -13,6 +14,7 @@ import (
 	"github.com/firstrun/firstrun/internal/inputs"
 	"github.com/firstrun/firstrun/internal/lastrun"
 	"github.com/firstrun/firstrun/internal/logging"
+	"github.com/firstrun/firstrun/internal/redact"
 	"github.com/firstrun/firstrun/internal/runrecord"
 )
 
@@ -111,7 +113,7 @@ func (r *Runner) signal(ctx context.Context, log *zap.Logger, code int, runErr e
 	if code != runrecord.ExitOK {
 		s.Status = cfnsignal.Failure
 		if runErr != nil {
-			s.Reason = runErr.Error()
+			s.Reason = redact.Text(runErr.Error())
 		}
 	}
 	sctx := ctx
@@ -166,11 +168,11 @@ func (r *Runner) sendSignal(ctx context.Context, target inputs.SignalTarget, s c
 	return sig.Send(ctx, s)
 }
 
-// realSignaler is the production CloudFormation client; its instance-role credentials
-// come through imdsClient (credentials in the environment, when there are, win: see
+// realSignaler is the production CloudFormation client; it signs with creds, the run's
+// (cfnsignal.CredentialsProvider): its instance-role credentials come through imdsClient (credentials in the environment, when there are, win: see
 // cfnsignal.New, which also reads the endpoint override AWS_ENDPOINT_URL_CLOUDFORMATION).
-func realSignaler(ctx context.Context, t inputs.SignalTarget, imdsClient *imds.Client) (cfnsignal.Signaler, error) {
-	c, err := cfnsignal.New(ctx, cfnsignal.Options{Region: t.Region, Proxy: t.Proxy, Timeout: t.Timeout, IMDS: imdsClient.SDK()})
+func realSignaler(ctx context.Context, t inputs.SignalTarget, imdsClient *imds.Client, creds aws.CredentialsProvider) (cfnsignal.Signaler, error) {
+	c, err := cfnsignal.New(ctx, cfnsignal.Options{Region: t.Region, Proxy: t.Proxy, Timeout: t.Timeout, IMDS: imdsClient.SDK(), Credentials: creds})
 	if err != nil {
 		return nil, fmt.Errorf("CloudFormation client: %w", err)
 	}

@@ -143,14 +143,22 @@ func (d *DBus) OwnUnit(ctx context.Context) (string, error) {
 // StartTransient is StartTransientUnit in mode "fail" (an active unit of that name is
 // an error, not replaced), with CollectMode=inactive-or-failed so that a failed run
 // does not block the name for the next one.
-func (d *DBus) StartTransient(ctx context.Context, name string, argv, env []string) error {
+func (d *DBus) StartTransient(ctx context.Context, name string, argv []string, envFile string) error {
 	ctx, cancel := call(ctx)
 	defer cancel()
 	props := []sddbus.Property{
 		sddbus.PropDescription("firstrun: " + strings.Join(argv, " ")),
 		sddbus.PropExecStart(argv, true),
-		{Name: "Environment", Value: godbus.MakeVariant(env)},
 		{Name: "CollectMode", Value: godbus.MakeVariant("inactive-or-failed")},
+	}
+	if envFile != "" {
+		// EnvironmentFiles is a(sb): each path, and whether a missing file is ignored
+		// (org.freedesktop.systemd1(5), EnvironmentFiles).
+		files := []struct {
+			Path    string
+			Ignored bool
+		}{{envFile, false}}
+		props = append(props, sddbus.Property{Name: "EnvironmentFiles", Value: godbus.MakeVariant(files)})
 	}
 	if _, err := d.conn.StartTransientUnitContext(ctx, name, "fail", props, nil); err != nil {
 		return fmt.Errorf("D-Bus StartTransientUnit %s: %w", name, err)

@@ -127,9 +127,12 @@ type Systemd interface {
 	// user data runs firstrun, or session-3.scope over SSH.
 	OwnUnit(ctx context.Context) (string, error)
 	// StartTransient starts a transient service unit that runs argv with the
-	// environment env (KEY=value), like systemd-run, and returns once it is queued.
-	// The unit is garbage-collected when it ends, its log stays in the journal.
-	StartTransient(ctx context.Context, name string, argv, env []string) error
+	// environment read from envFile (EnvironmentFile=; "" for none), like systemd-run,
+	// and returns once it is queued. Never the values themselves: systemd shows a
+	// unit's Environment= to every local user over D-Bus (systemd.exec(5)), and only
+	// the path of an EnvironmentFile=. The unit is garbage-collected when it ends, its
+	// log stays in the journal.
+	StartTransient(ctx context.Context, name string, argv []string, envFile string) error
 	// Close releases the connection.
 	Close()
 }

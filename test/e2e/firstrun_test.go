@@ -315,7 +315,7 @@ func TestStartedFromCloudFinalDoesNotDeadlock(t *testing.T) {
 	// ordered After=cloud-final.service: a firstrun that waited there for the agent
 	// would hold cloud-final until its timeout.
 	unit := "[Unit]\nDescription=stand-in for cloud-init's final stage, running user data\n\n" +
-		"[Service]\nType=oneshot\nExecStart=" + firstrunBin + " --log-format json\nTimeoutStartSec=120\nStandardOutput=journal\n"
+		"[Service]\nType=oneshot\nEnvironment=FIRSTRUN_HEALTH_TIMEOUT=100s\nExecStart=" + firstrunBin + " --log-format json\nTimeoutStartSec=120\nStandardOutput=journal\n"
 	if err := b.s.WriteFile(b.ctx(10*time.Second), "/etc/systemd/system/cloud-final.service", []byte(unit), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -350,6 +350,14 @@ func TestStartedFromCloudFinalDoesNotDeadlock(t *testing.T) {
 	journal := b.sh("journalctl", "-u", "firstrun-health.service", "--no-pager", "-o", "cat")
 	if !strings.Contains(journal, `"msg":"registered"`) {
 		t.Errorf("firstrun-health.service did not log the registration:\n%s", journal)
+	}
+	// The inputs of firstrun's environment reach it through its root-only env file
+	// (hostpath.HealthEnv), not as a unit property every local user can read.
+	if !strings.Contains(journal, `"name":"FIRSTRUN_HEALTH_TIMEOUT","value":"100s","source":"environment"`) {
+		t.Errorf("firstrun-health.service did not get the environment's input:\n%s", journal)
+	}
+	if env := b.sh("stat", "-c", "%a", "/run/firstrun/health.env"); env != "600" {
+		t.Errorf("/run/firstrun/health.env mode %s, want 600", env)
 	}
 	if got := b.agentCluster(); got != "e2e-cluster" {
 		t.Errorf("the agent joined %q", got)

@@ -33,7 +33,7 @@ type Fake struct {
 	// Own is the unit OwnUnit names ("" reads as an error, as for a process systemd
 	// does not know).
 	Own string
-	// Transient records StartTransient's units: name to argv and env.
+	// Transient records StartTransient's units: name to argv and [env file].
 	Transient map[string][2][]string
 
 	mu     sync.Mutex
@@ -204,9 +204,9 @@ func (f *Fake) OwnUnit(ctx context.Context) (string, error) {
 	return f.Own, nil
 }
 
-// StartTransient records "transient NAME" and keeps argv and env in Transient; like
-// systemd in mode "fail", it refuses a name already in use.
-func (f *Fake) StartTransient(ctx context.Context, name string, argv, env []string) error {
+// StartTransient records "transient NAME" and keeps argv and the env file's path in
+// Transient; like systemd in mode "fail", it refuses a name already in use.
+func (f *Fake) StartTransient(ctx context.Context, name string, argv []string, envFile string) error {
 	f.record("transient " + name)
 	if err := ctx.Err(); err != nil {
 		return err
@@ -219,7 +219,7 @@ func (f *Fake) StartTransient(ctx context.Context, name string, argv, env []stri
 	if f.Transient == nil {
 		f.Transient = map[string][2][]string{}
 	}
-	f.Transient[name] = [2][]string{argv, env}
+	f.Transient[name] = [2][]string{argv, {envFile}}
 	return nil
 }
 
