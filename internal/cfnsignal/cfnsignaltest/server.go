@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/firstrun/firstrun/internal/sigv4test"
 )
 
 // Fault is a transient failure a Script makes the stand-in answer with.
@@ -164,10 +165,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Host: r.Host, SDKRequest: r.Header.Get("Amz-Sdk-Request"), AmzDate: r.Header.Get("X-Amz-Date"),
 		SecurityToken: r.Header.Get("X-Amz-Security-Token"),
 	}
-	auth := parseAuth(r.Header.Get("Authorization"))
-	rec.SigV4 = auth != nil && auth.service == "cloudformation" && rec.AmzDate != ""
+	auth := sigv4test.Parse(r.Header.Get("Authorization"))
+	rec.SigV4 = auth != nil && auth.Service == "cloudformation" && rec.AmzDate != ""
 	if auth != nil {
-		rec.AccessKeyID = auth.accessKeyID
+		rec.AccessKeyID = auth.AccessKeyID
 	}
 
 	s.mu.Lock()
@@ -254,7 +255,7 @@ const uniqueIDMax = 64
 var stackNamePattern = regexp.MustCompile(`^(?:[a-zA-Z][-a-zA-Z0-9]*|arn:\b(?:aws|aws-us-gov|aws-cn)\b:[-a-zA-Z0-9:/._+]*)$`)
 
 // answer decides the answer to a well-formed form from the state. Call with s.mu held.
-func (s *Server) answer(r *http.Request, body []byte, form url.Values, auth *sigv4Auth, rec Request) answer {
+func (s *Server) answer(r *http.Request, body []byte, form url.Values, auth *sigv4test.Auth, rec Request) answer {
 	if r.Method != http.MethodPost {
 		return fail(http.StatusBadRequest, "InvalidAction", "%s is not supported: the Query API takes a POST form here", r.Method)
 	}
