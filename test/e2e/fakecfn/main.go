@@ -13,55 +13,18 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/firstrun/firstrun/internal/cfnsignal/cfnsignaltest"
+	"github.com/firstrun/firstrun/test/e2e/standin"
 )
 
-// load reads a configuration file; unknown fields are an error, so that a typo does
-// not silently leave a stack out.
-func load(path string) (cfnsignaltest.Config, error) {
-	var cfg cfnsignaltest.Config
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return cfg, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return cfg, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// recorder appends each request's record to a file, one JSON object a line.
-type recorder struct {
-	mu   sync.Mutex
-	path string
-}
-
-func (r *recorder) record(req cfnsignaltest.Request) {
-	line, _ := json.Marshal(req)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	f, err := os.OpenFile(r.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err == nil {
-		_, err = f.Write(append(line, '\n'))
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fakecfn: recording a request:", err)
-	}
-}
+// load reads the configuration file (standin.Load).
+func load(path string) (cfnsignaltest.Config, error) { return standin.Load[cfnsignaltest.Config](path) }
 
 // newHandler returns the stand-in for cfg, recording to logPath.
 func newHandler(cfg cfnsignaltest.Config, logPath string) (*cfnsignaltest.Server, error) {
@@ -69,7 +32,7 @@ func newHandler(cfg cfnsignaltest.Config, logPath string) (*cfnsignaltest.Server
 	if err != nil {
 		return nil, err
 	}
-	s.OnRequest = (&recorder{path: logPath}).record
+	s.OnRequest = (&standin.Recorder[cfnsignaltest.Request]{Name: "fakecfn", Path: logPath}).Record
 	return s, nil
 }
 

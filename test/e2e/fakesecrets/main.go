@@ -14,53 +14,18 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/firstrun/firstrun/internal/secrets/secretstest"
+	"github.com/firstrun/firstrun/test/e2e/standin"
 )
 
-func load(path string) (secretstest.Config, error) {
-	var cfg secretstest.Config
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return cfg, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return cfg, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// recorder appends each request's record to a file, one JSON object a line.
-type recorder struct {
-	mu   sync.Mutex
-	path string
-}
-
-func (r *recorder) record(req secretstest.Request) {
-	line, _ := json.Marshal(req)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	f, err := os.OpenFile(r.path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err == nil {
-		_, err = f.Write(append(line, '\n'))
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fakesecrets: recording a request:", err)
-	}
-}
+// load reads the configuration file (standin.Load).
+func load(path string) (secretstest.Config, error) { return standin.Load[secretstest.Config](path) }
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8082", "address to listen on")
@@ -70,7 +35,7 @@ func main() {
 	cfg, err := load(*cfgPath)
 	if err == nil {
 		s := secretstest.New(cfg)
-		s.OnRequest = (&recorder{path: *logPath}).record
+		s.OnRequest = (&standin.Recorder[secretstest.Request]{Name: "fakesecrets", Path: *logPath}).Record
 		fmt.Printf("fakesecrets listening on %s, %d parameters, %d secrets, logging to %s\n", *listen, len(cfg.Parameters), len(cfg.Secrets), *logPath)
 		srv := &http.Server{Addr: *listen, Handler: s, ReadHeaderTimeout: 10 * time.Second}
 		err = srv.ListenAndServe()
