@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/smithy-go/middleware"
+	"github.com/firstrun/firstrun/internal/backoff"
 )
 
 // Defaults for the zero values of Options.
@@ -190,7 +190,7 @@ func New(ctx context.Context, o Options) (*Client, error) {
 	retryer := retry.NewStandard(func(so *retry.StandardOptions) {
 		so.MaxAttempts = o.MaxAttempts
 		so.MaxBackoff = o.MaxBackoff
-		so.Backoff = fullJitter{base: o.BaseBackoff, cap: o.MaxBackoff, rand: rand.Float64}
+		so.Backoff = backoff.FullJitter{Base: o.BaseBackoff, Cap: o.MaxBackoff}
 		// The client-side retry quota (500 tokens, 5 a retry) would end a Send's
 		// retries after about 100 throttled attempts, whatever time is left: Timeout
 		// alone bounds them.
@@ -258,22 +258,4 @@ func countAttempts(n *int, last *error) func(*middleware.Stack) error {
 				return out, md, err
 			}), "Retry", middleware.After)
 	}
-}
-
-// fullJitter is the "full jitter" backoff (AWS Architecture Blog, "Exponential
-// Backoff And Jitter"): after attempt n, wait a random time in
-// [0, min(cap, base·2^n)). Spread uniformly down to zero, the retries of many
-// instances throttled at once do not come back together.
-type fullJitter struct {
-	base, cap time.Duration
-	rand      func() float64 // in [0, 1)
-}
-
-// BackoffDelay returns the wait after attempt (1 for the first request).
-func (j fullJitter) BackoffDelay(attempt int, _ error) (time.Duration, error) {
-	ceiling := j.cap
-	if attempt < 62 && j.base < j.cap>>attempt { // base·2^n below the cap, without overflow
-		ceiling = j.base << attempt
-	}
-	return time.Duration(j.rand() * float64(ceiling)), nil
 }

@@ -15,6 +15,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/firstrun/firstrun/internal/backoff"
 )
 
 var testSignal = Signal{
@@ -488,7 +489,7 @@ func TestFullJitter(t *testing.T) {
 		{5, 0.5, 10 * time.Second}, {6, 0.5, 10 * time.Second}, {100, 0.5, 10 * time.Second},
 		{3, 0, 0}, {4, 0.999, 15984 * time.Millisecond}, {30, 0.999, 19980 * time.Millisecond},
 	} {
-		j := fullJitter{base: time.Second, cap: 20 * time.Second, rand: func() float64 { return tc.r }}
+		j := backoff.FullJitter{Base: time.Second, Cap: 20 * time.Second, Rand: func() float64 { return tc.r }}
 		if got, err := j.BackoffDelay(tc.attempt, nil); err != nil || got != tc.want {
 			t.Errorf("attempt %d, random %v: %v, %v; want %v", tc.attempt, tc.r, got, err, tc.want)
 		}

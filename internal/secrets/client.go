@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -21,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go/middleware"
+	"github.com/firstrun/firstrun/internal/backoff"
 )
 
 // Defaults of Options.
@@ -115,7 +115,7 @@ func NewClient(o Options) (*Client, error) {
 	retryer := retry.NewStandard(func(so *retry.StandardOptions) {
 		so.MaxAttempts = math.MaxInt32 // the context's deadline bounds the retries
 		so.MaxBackoff = o.MaxBackoff
-		so.Backoff = fullJitter{base: o.BaseBackoff, cap: o.MaxBackoff}
+		so.Backoff = backoff.FullJitter{Base: o.BaseBackoff, Cap: o.MaxBackoff}
 		so.RateLimiter = ratelimit.None // no client-side retry quota: the deadline alone
 	})
 	return &Client{
@@ -272,18 +272,4 @@ func endpointName(s Service, region string) string {
 		host += ".cn"
 	}
 	return host
-}
-
-// fullJitter is the "full jitter" backoff, as cfnsignal's: after attempt n, a random
-// wait in [0, min(cap, base·2^n)), so that instances throttled together do not retry
-// together.
-type fullJitter struct{ base, cap time.Duration }
-
-// BackoffDelay returns the wait after attempt (1 for the first request).
-func (j fullJitter) BackoffDelay(attempt int, _ error) (time.Duration, error) {
-	ceiling := j.cap
-	if attempt < 62 && j.base < j.cap>>attempt {
-		ceiling = j.base << attempt
-	}
-	return time.Duration(rand.Float64() * float64(ceiling)), nil
 }
