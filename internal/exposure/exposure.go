@@ -89,29 +89,39 @@ func Find(root hostpath.Root, paths []string) ([]Finding, error) {
 	var out []Finding
 	var errs []error
 	for _, p := range paths {
-		real := root.Join(p)
-		fi, err := os.Lstat(real)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
 		unit := slices.Contains(unitSettings, p)
-		if !fi.Mode().IsRegular() || (!unit && !worldReadable(string(root), real, fi.Mode())) {
-			continue
-		}
-		data, err := readHead(real)
+		fi, data, err := readExposed(root, p, unit)
 		if err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		if redact.HasURLPassword(string(data)) {
+		if fi != nil && redact.HasURLPassword(string(data)) {
 			out = append(out, Finding{Path: p, Mode: fi.Mode().Perm(), UnitSetting: unit})
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// readExposed returns the head of the file at host path p under root, with its
+// information, when it is a regular file that every local user can read (or any regular
+// file, when always); nil information otherwise: missing, not regular, not readable by
+// others, or an error (returned, naming the file).
+func readExposed(root hostpath.Root, p string, always bool) (fs.FileInfo, []byte, error) {
+	real := root.Join(p)
+	fi, err := os.Lstat(real)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() || (!always && !worldReadable(string(root), real, fi.Mode())) {
+		return nil, nil, nil
+	}
+	data, err := readHead(real)
+	if err != nil {
+		return nil, nil, err
+	}
+	return fi, data, nil
 }
 
 // worldReadable says others may read the file and search every directory above it
@@ -228,25 +238,15 @@ func FindSecrets(root hostpath.Root, paths []string, envFile string, resolved ma
 	sort.Strings(refs)
 	seen := map[string]bool{}
 	for _, p := range paths {
-		real := root.Join(p)
-		if seen[real] {
+		if seen[root.Join(p)] {
 			continue
 		}
-		seen[real] = true
-		fi, err := os.Lstat(real)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
+		seen[root.Join(p)] = true
+		fi, data, err := readExposed(root, p, false)
 		if err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		if !fi.Mode().IsRegular() || !worldReadable(string(root), real, fi.Mode()) {
-			continue
-		}
-		data, err := readHead(real)
-		if err != nil {
-			errs = append(errs, err)
+		if fi == nil {
 			continue
 		}
 		for _, ref := range refs {
