@@ -180,7 +180,8 @@ func (r *Runner) Run(ctx context.Context, log *zap.Logger) int {
 			log = flog
 		}
 	}
-	run, runErr, res := r.runPhases(ctx, log)
+	run, res, runErr := r.runPhases(ctx, log)
+	r.describe(&run, res)
 	r.recordOutcome(log, run, res)
 	run.ExitCode = r.signal(ctx, log, run.ExitCode, runErr, res)
 	run.End = r.deps.Now()
@@ -231,8 +232,8 @@ func (r *Runner) phases(out *results) []phase {
 }
 
 // runPhases runs the phases in order and returns the run's record (its exit code that
-// of the phases), the failure and what the phases made.
-func (r *Runner) runPhases(ctx context.Context, log *zap.Logger) (runrecord.Run, error, *results) {
+// of the phases), what the phases made and the failure.
+func (r *Runner) runPhases(ctx context.Context, log *zap.Logger) (runrecord.Run, *results, error) {
 	out := &results{}
 	run := runrecord.Run{Start: r.deps.Now(), Version: r.opts.Version}
 	start := time.Now()
@@ -256,7 +257,6 @@ func (r *Runner) runPhases(ctx context.Context, log *zap.Logger) (runrecord.Run,
 			}
 		}
 		took := time.Since(t0)
-		r.describe(&run, out)
 		if err != nil {
 			run.Phases = append(run.Phases, runrecord.Phase{Name: p.name, Outcome: runrecord.Failed, Duration: took})
 			run.ExitCode = codeOf(err)
@@ -271,7 +271,7 @@ func (r *Runner) runPhases(ctx context.Context, log *zap.Logger) (runrecord.Run,
 				// Console logs escape newlines; say it once more, readably, for people.
 				fmt.Fprintf(r.stderr, "\nfirstrun: %v\n", err)
 			}
-			return run, err, out
+			return run, out, err
 		}
 		outcome := runrecord.OK
 		if p.name == runrecord.PhaseHealth && out.hl.handedOff {
@@ -281,11 +281,12 @@ func (r *Runner) runPhases(ctx context.Context, log *zap.Logger) (runrecord.Run,
 		plog.Info("phase done", zap.Duration("duration", took))
 	}
 	log.Info("firstrun done", zap.Duration("duration", time.Since(start)))
-	return run, nil, out
+	return run, out, nil
 }
 
-// describe fills in what the run has learnt so far of where it runs: the instance and,
-// once validated, the cluster, the Auto Scaling group and the stack.
+// describe fills in, from what the phases made, where the run ran: the instance and,
+// when the inputs were valid, the cluster, the Auto Scaling group and the stack; and
+// when the agent was seen registered.
 func (r *Runner) describe(run *runrecord.Run, out *results) {
 	run.InstanceID = r.instance(out.res)
 	if out.res.valid {
@@ -293,9 +294,7 @@ func (r *Runner) describe(run *runrecord.Run, out *results) {
 		run.AutoScalingGroup = out.res.cfg.AutoscalingGroup
 		run.Stack = out.res.cfg.StackName
 	}
-	if !out.hl.registered.IsZero() {
-		run.Registered = out.hl.registered
-	}
+	run.Registered = out.hl.registered
 }
 
 // skipped returns why phase is not run, or "".
